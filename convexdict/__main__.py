@@ -1,0 +1,5 @@
+import sys
+
+from convexdict.cli import main
+
+sys.exit(main())

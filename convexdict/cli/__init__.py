@@ -1,0 +1,58 @@
+"""The ``convexdict`` command line: one module per sub-command.
+
+Each sub-command module exposes ``register(subparsers)`` (adds its parser and sets
+``func``). Errors the user can fix (bad files, bad values) become one line on stderr and
+exit code 2; nothing prints a traceback for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("certify", "train", "compare", "demo")
+
+
+class CLIError(Exception):
+    """An error in the user's input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own convention)
+        self.exit(2, f"convexdict: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="convexdict",
+        description="Certified global optima and SGD comparisons for ReLU sparse autoencoders.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"convexdict.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"convexdict.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except (CLIError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"convexdict {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"convexdict {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

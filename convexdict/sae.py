@@ -1,0 +1,201 @@
+"""The ReLU sparse autoencoder and its canonical objective (THEORY section 1).
+
+Orientation follows SAELens: ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, d)``,
+``b_dec (d,)``. Codes ``Z = relu(X @ W_enc + b_enc)``, reconstruction
+``Xhat = Z @ W_dec + b_dec``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ._validation import check_matrix, check_positive, check_vector
+
+
+@dataclass(frozen=True, eq=False)
+class SAE:
+    """A ReLU sparse autoencoder with float64 weights.
+
+    Parameters
+    ----------
+    W_enc : ndarray of shape (d, K)
+        Encoder weights.
+    b_enc : ndarray of shape (K,)
+        Encoder bias.
+    W_dec : ndarray of shape (K, d)
+        Decoder rows (one atom per latent).
+    b_dec : ndarray of shape (d,)
+        Decoder bias.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sae = SAE(np.eye(2), np.zeros(2), np.eye(2), np.zeros(2))
+    >>> sae.width, sae.d_in
+    (2, 2)
+    """
+
+    W_enc: np.ndarray
+    b_enc: np.ndarray
+    W_dec: np.ndarray
+    b_dec: np.ndarray
+
+    def __post_init__(self) -> None:
+        w_enc = np.asarray(self.W_enc, dtype=np.float64)
+        if w_enc.ndim != 2:
+            raise ValueError(
+                "The 'W_enc' parameter must be a 2-D array of shape (d, K). "
+                f"Got an array with shape {w_enc.shape}."
+            )
+        d, k = w_enc.shape
+        if d < 1:
+            raise ValueError(f"The 'W_enc' parameter must have d >= 1 rows. Got shape {w_enc.shape}.")
+        w_enc = check_matrix("W_enc", w_enc, n_cols=k) if k else w_enc
+        b_enc = check_vector("b_enc", self.b_enc, length=k)
+        w_dec = np.asarray(self.W_dec, dtype=np.float64)
+        if w_dec.shape != (k, d):
+            raise ValueError(
+                f"The 'W_dec' parameter must have shape (K, d) = ({k}, {d}) to match W_enc. "
+                f"Got shape {w_dec.shape}."
+            )
+        if not np.all(np.isfinite(w_dec)):
+            raise ValueError("The 'W_dec' parameter must contain only finite values.")
+        b_dec = check_vector("b_dec", self.b_dec, length=d)
+        for name, arr in (("W_enc", w_enc), ("b_enc", b_enc), ("W_dec", w_dec), ("b_dec", b_dec)):
+            arr = np.array(arr, dtype=np.float64, copy=True)
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+
+    @property
+    def width(self) -> int:
+        """Number of latents ``K``."""
+        return int(self.W_enc.shape[1])
+
+    @property
+    def d_in(self) -> int:
+        """Input dimension ``d``."""
+        return int(self.W_enc.shape[0])
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        """Codes ``relu(X @ W_enc + b_enc)`` of shape ``(N, K)`` for ``X (N, d)``."""
+        X = check_matrix("X", X, n_cols=self.d_in)
+        return np.maximum(X @ self.W_enc + self.b_enc, 0.0)
+
+    def decode(self, Z: np.ndarray) -> np.ndarray:
+        """Reconstruction ``Z @ W_dec + b_dec`` of shape ``(N, d)`` for ``Z (N, K)``."""
+        Z = np.asarray(Z, dtype=np.float64)
+        if Z.ndim != 2 or Z.shape[1] != self.width:
+            raise ValueError(
+                f"The 'Z' parameter must have shape (N, {self.width}). Got shape {Z.shape}."
+            )
+        return Z @ self.W_dec + self.b_dec
+
+    def reconstruct(self, X: np.ndarray) -> np.ndarray:
+        """``decode(encode(X))``, shape ``(N, d)``."""
+        return self.decode(self.encode(X))
+
+    def decoder_norms(self) -> np.ndarray:
+        """Euclidean norms of the decoder rows, shape ``(K,)``."""
+        return np.linalg.norm(self.W_dec, axis=1)
+
+    def normalized(self) -> SAE:
+        """The same function with unit-norm decoder rows (dead-atom rows left as they are).
+
+        The canonical objective is invariant under this rescaling.
+        """
+        norms = self.decoder_norms()
+        scale = np.where(norms > 0, norms, 1.0)
+        return SAE(self.W_enc * scale, self.b_enc * scale, self.W_dec / scale[:, None], self.b_dec)
+
+    def padded(self, width: int) -> SAE:
+        """The same function at a larger width, the extra latents dead (all-zero weights)."""
+        extra = width - self.width
+        if extra < 0:
+            raise ValueError(
+                f"The 'width' parameter must be >= the current width {self.width}. Got {width}."
+            )
+        return SAE(
+            np.hstack([self.W_enc, np.zeros((self.d_in, extra))]),
+            np.concatenate([self.b_enc, np.full(extra, -1.0)]),
+            np.vstack([self.W_dec, np.zeros((extra, self.d_in))]),
+            self.b_dec,
+        )
+
+    @classmethod
+    def zeros(cls, b_dec: np.ndarray, width: int = 0) -> SAE:
+        """The SAE that outputs the constant ``b_dec`` (``width`` dead latents)."""
+        b_dec = np.asarray(b_dec, dtype=np.float64)
+        d = b_dec.shape[0]
+        return cls(np.zeros((d, width)), np.full(width, -1.0), np.zeros((width, d)), b_dec)
+
+    @classmethod
+    def load(cls, path: str) -> SAE:
+        """Read an SAE file: SAELens directory, dictionary_learning ``ae.pt``,
+        sparsify directory or ``.npz`` (see :mod:`convexdict.io`)."""
+        from .io import load_sae
+
+        return load_sae(path)
+
+    def save(self, path: str) -> None:
+        """Write the SAELens layout (``cfg.json`` + ``sae_weights.safetensors``) to ``path``."""
+        from .io import save_sae
+
+        save_sae(self, path)
+
+    def __repr__(self) -> str:
+        return f"SAE(d_in={self.d_in}, width={self.width})"
+
+
+class LossTerms(NamedTuple):
+    """The canonical loss split into its two parts (both already divided by ``N``)."""
+
+    reconstruction: float
+    penalty: float
+
+    @property
+    def total(self) -> float:
+        return self.reconstruction + self.penalty
+
+
+def sae_loss_terms(sae: SAE, X: np.ndarray, lam: float) -> LossTerms:
+    """Reconstruction and penalty parts of :func:`sae_loss`.
+
+    Parameters
+    ----------
+    sae : SAE
+    X : ndarray of shape (N, d)
+    lam : float
+        L1 penalty weight, ``>= 0``.
+    """
+    X = check_matrix("X", X, n_cols=sae.d_in)
+    lam = check_positive("lam", lam, allow_zero=True)
+    Z = sae.encode(X)
+    resid = X - sae.decode(Z)
+    n = X.shape[0]
+    recon = 0.5 * float(np.einsum("ij,ij->", resid, resid)) / n
+    penalty = lam * float(Z.sum(axis=0) @ sae.decoder_norms()) / n
+    return LossTerms(recon, penalty)
+
+
+def sae_loss(sae: SAE, X: np.ndarray, lam: float) -> float:
+    r"""The canonical SAE objective, in float64.
+
+    .. math::
+
+        L = \frac{1}{N} \sum_n \Big[ \tfrac12 \|x_n - \hat x_n\|^2
+            + \lambda \sum_k \|W_{dec}[k]\| \, Z_{nk} \Big]
+
+    Parameters
+    ----------
+    sae : SAE
+    X : ndarray of shape (N, d)
+    lam : float
+
+    Returns
+    -------
+    float
+    """
+    return sae_loss_terms(sae, X, lam).total
