@@ -1,0 +1,357 @@
+"""Exact pricing: the largest dual-constraint value over all realizable activation vertices.
+
+Given reduced, full-affine-rank coordinates ``Y (N, r)`` and a residual ``R (N, p)``,
+pricing computes
+
+    max_{e in E0} max_g ||R[:, g]^T e||
+
+where ``E0`` holds the normalised activations ``relu(Yt u) / sum(relu(Yt u))`` of every
+hyperplane ``u`` through ``r`` affinely independent points, in both orientations
+(THEORY section 2), and ``g`` runs over column groups (one group for an SAE or a
+transcoder, one per layer for a crosscoder).
+
+Two exact kernels:
+
+* :func:`price_bruteforce` enumerates every ``r``-subset: ``O(N^{r+1} r)``.
+* :func:`price_sweep` (``r >= 2``) fixes ``r - 1`` pivot points and rotates the
+  hyperplane around them. The active set changes one point at a time, so the sums
+  ``M_S = sum_{n in S} r_n w_n^T`` and ``c_S = sum_{n in S} w_n`` are running sums over
+  the angularly sorted events: ``O(C(N, r-1) N log N)``, i.e. ``O(N^2 log N)`` for
+  ``r = 2``.
+
+Numerical conventions (documented limits of floating point): ``Y`` should be centred and
+scaled to unit maximum norm (:class:`convexdict.atoms.AffineFrame` does this). A point
+whose signed distance to a hyperplane is below ``ZERO_TOL`` is on it (activation 0);
+subsets whose affine span has a singular value below ``RANK_TOL`` are degenerate. Sweep
+events whose total activation is small (where running sums lose relative accuracy) are
+recomputed directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from math import comb
+
+import numpy as np
+
+ZERO_TOL = 1e-11
+RANK_TOL = 1e-10
+RECOMPUTE_BELOW = 1e-3
+_TARGET_FLOATS = 4_000_000
+
+
+@dataclass(frozen=True)
+class PricingResult:
+    """Outcome of exact pricing.
+
+    Attributes
+    ----------
+    max_value : float
+        ``max_{e in E0} ||R^T e||`` (0.0 when ``E0`` is empty).
+    values : ndarray of shape (m,)
+        The ``m <= top`` largest values found, descending.
+    hyperplanes : ndarray of shape (m, r + 1)
+        Hyperplanes ``u`` (acting on ``(y, 1)``) realising ``values``.
+    n_candidates : int
+        Number of (hyperplane, orientation) candidates evaluated.
+    method : str
+        ``"bruteforce"``, ``"sweep"`` or ``"constant"``.
+    """
+
+    max_value: float
+    values: np.ndarray
+    hyperplanes: np.ndarray
+    n_candidates: int
+    method: str
+
+
+def count_candidates(n: int, r: int) -> int:
+    """Upper bound ``2 * C(n, r)`` on ``|E0|`` for ``n`` points of affine dimension ``r``."""
+    return 1 if r == 0 else 2 * comb(n, r)
+
+
+def sweep_cost(n: int, r: int) -> int:
+    """Number of sweep events ``C(n, r - 1) * 2 (n - 1)`` (a work estimate)."""
+    if r < 2:
+        return count_candidates(n, r) * max(n, 1)
+    return comb(n, r - 1) * 2 * max(n - 1, 1)
+
+
+def group_norms(V: np.ndarray, groups: Sequence[slice] | None) -> np.ndarray:
+    """``max_g ||V[..., g]||`` over column groups (all columns when ``groups`` is None)."""
+    if groups is None:
+        return np.sqrt(np.einsum("...p,...p->...", V, V))
+    return np.max(np.stack([np.linalg.norm(V[..., g], axis=-1) for g in groups]), axis=0)
+
+
+def activations(Y: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """Activations ``relu(Yt @ u)`` with the on-hyperplane rule, shape ``(m, N)``.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (N, r)
+    U : ndarray of shape (m, r + 1)
+        Hyperplanes; the normal part ``U[:, :r]`` should have unit norm (``r >= 1``).
+    """
+    A = U[:, :-1] @ Y.T + U[:, -1:]
+    A[A <= ZERO_TOL] = 0.0
+    return A
+
+
+class _TopK:
+    """Keeps the ``k`` largest (value, hyperplane) pairs seen so far."""
+
+    def __init__(self, k: int, dim: int) -> None:
+        self.k = k
+        self.values = np.empty(0)
+        self.planes = np.empty((0, dim))
+        self.best = 0.0
+
+    def push(self, values: np.ndarray, planes_fn) -> None:
+        if values.size == 0:
+            return
+        self.best = max(self.best, float(values.max()))
+        if self.k <= 0:
+            return
+        m = min(self.k, values.size)
+        idx = np.argpartition(-values, m - 1)[:m]
+        idx = idx[values[idx] > 0]
+        vals = np.concatenate([self.values, values[idx]])
+        planes = np.vstack([self.planes, planes_fn(idx)])
+        keep = np.argsort(-vals, kind="stable")[: self.k]
+        self.values, self.planes = vals[keep], planes[keep]
+
+
+def _constant_result(R: np.ndarray, groups, top: int) -> PricingResult:
+    # r == 0: every point is the same; the only realizable activation is uniform.
+    value = float(group_norms(R.mean(axis=0), groups))
+    planes = np.ones((1, 1)) if top > 0 else np.empty((0, 1))
+    values = np.array([value]) if top > 0 else np.empty(0)
+    return PricingResult(value, values, planes, 1, "constant")
+
+
+def subset_batches(n: int, size: int, batch: int) -> Iterator[np.ndarray]:
+    it = combinations(range(n), size)
+    while True:
+        flat = np.fromiter((i for c in _take(it, batch) for i in c), dtype=np.intp)
+        if flat.size == 0:
+            return
+        yield flat.reshape(-1, size)
+
+
+def _take(it, k):
+    for _ in range(k):
+        try:
+            yield next(it)
+        except StopIteration:
+            return
+
+
+def hyperplanes_through(Y: np.ndarray, subsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-normal hyperplanes through each subset of ``r`` points.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (N, r)
+    subsets : ndarray of shape (B, r)
+        Point indices.
+
+    Returns
+    -------
+    U : ndarray of shape (B, r + 1)
+        ``U[:, :r]`` unit normal, ``U[:, r]`` offset.
+    independent : ndarray of shape (B,)
+        Whether the subset is affinely independent (others have arbitrary ``U``).
+    """
+    P = Y[subsets]  # (B, r, r)
+    r = Y.shape[1]
+    if r == 1:
+        normal = np.ones((len(subsets), 1))
+        return np.hstack([normal, -P[:, 0, :]]), np.ones(len(subsets), dtype=bool)
+    D = P[:, 1:, :] - P[:, :1, :]  # (B, r-1, r)
+    _, s, vh = np.linalg.svd(D, full_matrices=True)
+    normal = vh[:, -1, :]  # orthogonal to all differences, unit norm
+    offset = -np.einsum("br,br->b", normal, P[:, 0, :])
+    return np.hstack([normal, offset[:, None]]), s[:, -1] > RANK_TOL
+
+
+def price_bruteforce(
+    Y: np.ndarray,
+    R: np.ndarray,
+    *,
+    groups: Sequence[slice] | None = None,
+    top: int = 0,
+) -> PricingResult:
+    """Exact pricing by enumerating every ``r``-subset of points (both orientations).
+
+    Parameters
+    ----------
+    Y : ndarray of shape (N, r)
+        Reduced coordinates of full affine rank (centred, unit max norm).
+    R : ndarray of shape (N, p)
+        Residual (dual candidate).
+    groups : sequence of slice, optional
+        Column groups of ``R`` (crosscoders); default one group.
+    top : int
+        How many of the largest candidates to return with their hyperplanes.
+
+    Returns
+    -------
+    PricingResult
+    """
+    n, r = Y.shape
+    if r == 0:
+        return _constant_result(R, groups, top)
+    best = _TopK(top, r + 1)
+    batch = max(1, _TARGET_FLOATS // max(n, 1))
+    n_cand = 0
+    for subsets in subset_batches(n, r, batch):
+        U, independent = hyperplanes_through(Y, subsets[:, :])
+        U = U[independent]
+        subsets = subsets[independent]
+        for sign in (1.0, -1.0):
+            Us = sign * U
+            A = activations(Y, Us)
+            np.put_along_axis(A, subsets, 0.0, axis=1)  # exactly on the hyperplane
+            total = A.sum(axis=1)
+            ok = total > 0
+            values = np.zeros(len(Us))
+            values[ok] = group_norms((A[ok] @ R) / total[ok, None], groups)
+            n_cand += len(Us)
+            best.push(values, lambda idx, Us=Us: Us[idx])
+    return PricingResult(best.best, best.values, best.planes, n_cand, "bruteforce")
+
+
+def _pivot_frames(Y: np.ndarray, pivots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Origin (B, r), orthonormal 2-D complement basis (B, r, 2) and validity (B,)."""
+    r = Y.shape[1]
+    origin = Y[pivots[:, 0]]
+    if r == 2:
+        basis = np.broadcast_to(np.eye(2), (len(pivots), 2, 2))
+        return origin, basis, np.ones(len(pivots), dtype=bool)
+    D = Y[pivots[:, 1:]] - origin[:, None, :]  # (B, r-2, r)
+    _, s, vh = np.linalg.svd(D, full_matrices=True)
+    basis = np.transpose(vh[:, r - 2 :, :], (0, 2, 1))  # (B, r, 2)
+    return origin, basis, s[:, -1] > RANK_TOL
+
+
+def _sweep_batch(Y, R, groups, pivots):
+    """Values at every event of a batch of pivot sets; returns (values, normals_full, offsets)."""
+    n, r = Y.shape
+    B = len(pivots)
+    origin, basis, pivot_ok = _pivot_frames(Y, pivots)
+    W = np.einsum("bnr,brk->bnk", Y[None, :, :] - origin[:, None, :], basis)  # (B, N, 2)
+    wnorm = np.linalg.norm(W, axis=2)
+    valid = (wnorm > RANK_TOL) & pivot_ok[:, None]
+    alpha = np.arctan2(W[..., 1], W[..., 0])
+    two_pi = 2 * np.pi
+    ang = np.concatenate([alpha - np.pi / 2, alpha + np.pi / 2], axis=1) % two_pi  # (B, 2N)
+    order = np.argsort(ang, axis=1, kind="stable")
+    sorted_ang = np.take_along_axis(ang, order, axis=1)
+    gaps = np.diff(np.concatenate([sorted_ang, sorted_ang[:, :1] + two_pi], axis=1), axis=1)
+    g = np.argmax(gaps, axis=1)
+    phi0 = sorted_ang[np.arange(B), g] + gaps[np.arange(B), g] / 2
+    rot = (g[:, None] + 1 + np.arange(2 * n)[None, :]) % (2 * n)
+    order = np.take_along_axis(order, rot, axis=1)
+    ev_j = order % n
+    enter = order < n
+    rows = np.arange(B)[:, None]
+    ev_valid = valid[rows, ev_j]
+    weight = np.where(enter, 1.0, -1.0) * ev_valid
+
+    active0 = valid & (((phi0[:, None] - (alpha - np.pi / 2)) % two_pi) < np.pi)
+    RW = np.einsum("np,bnk->bnpk", R, W)  # (B, N, p, 2)
+    M = np.einsum("bn,bnpk->bpk", active0.astype(float), RW)[:, None] + np.cumsum(
+        RW[rows, ev_j] * weight[..., None, None], axis=1
+    )
+    c = np.einsum("bn,bnk->bk", active0.astype(float), W)[:, None] + np.cumsum(
+        W[rows, ev_j] * weight[..., None], axis=1
+    )
+    w_ev = W[rows, ev_j]  # (B, 2N, 2)
+    w_ev_norm = np.where(ev_valid, wnorm[rows, ev_j], 1.0)
+    # enter at alpha - pi/2: n = (w1, -w0)/|w|; leave at alpha + pi/2: n = (-w1, w0)/|w|
+    nrm = np.stack([w_ev[..., 1], -w_ev[..., 0]], axis=-1) / w_ev_norm[..., None]
+    nrm = np.where(enter[..., None], nrm, -nrm)
+    cn = np.einsum("bek,bek->be", c, nrm)
+    Mn = np.einsum("bepk,bek->bep", M, nrm)
+    scale = np.einsum("bn,bn->b", wnorm, valid)[:, None]
+    clean = ev_valid & (cn > RECOMPUTE_BELOW * scale)
+    values = np.zeros((B, 2 * n))
+    values[clean] = group_norms(Mn[clean], groups) / cn[clean]
+    # Low-activation events: recompute from the activations themselves.
+    fb, fe = np.nonzero(ev_valid & ~clean)
+    if fb.size:
+        chunk = max(1, _TARGET_FLOATS // n)
+        for s in range(0, fb.size, chunk):
+            b, e = fb[s : s + chunk], fe[s : s + chunk]
+            A = np.einsum("fnk,fk->fn", W[b], nrm[b, e])
+            A[A <= ZERO_TOL] = 0.0
+            A[np.arange(len(b)), ev_j[b, e]] = 0.0
+            A[~valid[b]] = 0.0
+            tot = A.sum(axis=1)
+            ok = tot > 0
+            vals = np.zeros(len(b))
+            vals[ok] = group_norms((A[ok] @ R) / tot[ok, None], groups)
+            values[b, e] = vals
+    normals_full = np.einsum("brk,bek->ber", basis, nrm)  # (B, 2N, r)
+    offsets = -np.einsum("ber,br->be", normals_full, origin)
+    return values, normals_full, offsets
+
+
+def price_sweep(
+    Y: np.ndarray,
+    R: np.ndarray,
+    *,
+    groups: Sequence[slice] | None = None,
+    top: int = 0,
+) -> PricingResult:
+    """Exact pricing by rotating hyperplanes around ``r - 1`` pivot points (``r >= 2``).
+
+    Same contract as :func:`price_bruteforce`; ``O(C(N, r-1) N log N)`` work in batches
+    of bounded memory.
+    """
+    n, r = Y.shape
+    if r < 2:
+        return price_bruteforce(Y, R, groups=groups, top=top)
+    p = R.shape[1]
+    per_pivot = 2 * n * (p * 2 + 6) + n * (2 * p + 4)
+    batch = max(1, _TARGET_FLOATS // per_pivot)
+    best = _TopK(top, r + 1)
+    n_cand = 0
+    for pivots in subset_batches(n, r - 1, batch):
+        values, normals, offsets = _sweep_batch(Y, R, groups, pivots)
+        flat = values.reshape(-1)
+        n_cand += flat.size
+
+        def planes(idx, normals=normals, offsets=offsets):
+            return np.hstack([normals.reshape(-1, r)[idx], offsets.reshape(-1)[idx, None]])
+
+        best.push(flat, planes)
+    return PricingResult(best.best, best.values, best.planes, n_cand, "sweep")
+
+
+def price(
+    Y: np.ndarray,
+    R: np.ndarray,
+    *,
+    groups: Sequence[slice] | None = None,
+    top: int = 0,
+    method: str = "auto",
+) -> PricingResult:
+    """Exact pricing with the kernel chosen by ``method`` (``auto``, ``sweep``, ``bruteforce``).
+
+    ``auto`` takes the sweep for ``r >= 2`` unless brute force is cheaper.
+    """
+    n, r = Y.shape
+    if method == "auto":
+        brute = count_candidates(n, r) * n * (r + 2)
+        method = "sweep" if r >= 2 and sweep_cost(n, r) * (4 * R.shape[1] + 8) < brute else "bruteforce"
+    if method == "sweep":
+        return price_sweep(Y, R, groups=groups, top=top)
+    if method == "bruteforce":
+        return price_bruteforce(Y, R, groups=groups, top=top)
+    raise ValueError(
+        f"The 'method' parameter must be one of 'auto', 'sweep', 'bruteforce'. Got {method!r}."
+    )

@@ -1,0 +1,23 @@
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def tolerance(dtype=np.float64) -> float:
+    """One tolerance per dtype (float64 vs float32 comparisons)."""
+    return {np.float64: 1e-9, np.float32: 1e-4}[np.dtype(dtype).type]
+
+
+def random_sae(rng, d, width, scale=1.0):
+    from convexdict import SAE
+
+    return SAE(
+        rng.normal(size=(d, width)) * scale,
+        rng.normal(size=width) * scale,
+        rng.normal(size=(width, d)) * scale,
+        rng.normal(size=d),
+    )
