@@ -11,9 +11,45 @@ from .bounds import (
     lam_max,
 )
 from .certify import Certificate, certify, sae_from_solution
+from .datasets import (
+    BENCH_PRESETS,
+    LinearRepresentationBench,
+    ToyData,
+    gt_recovery,
+    linear_representation_bench,
+    list_toys,
+    load_data,
+    load_toy,
+    mean_max_inner_product,
+)
+from .io import (
+    dictionary_learning_to_canonical,
+    load_sae,
+    saelens_to_canonical,
+    save_sae,
+    sparsify_to_canonical,
+    to_canonical_loss,
+    total_variance,
+)
 from .sae import SAE, LossTerms, sae_loss, sae_loss_terms
 
 __all__ = [
+    "BENCH_PRESETS",
+    "LinearRepresentationBench",
+    "ToyData",
+    "dictionary_learning_to_canonical",
+    "gt_recovery",
+    "linear_representation_bench",
+    "list_toys",
+    "load_data",
+    "load_sae",
+    "load_toy",
+    "mean_max_inner_product",
+    "saelens_to_canonical",
+    "save_sae",
+    "sparsify_to_canonical",
+    "to_canonical_loss",
+    "total_variance",
     "SAE",
     "AffineFrame",
     "AtomSet",

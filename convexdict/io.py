@@ -1,0 +1,665 @@
+"""Reading and writing SAE files, and converting other libraries' losses (THEORY section 1).
+
+Every reader returns a :class:`~convexdict.sae.SAE` in the canonical form
+``Z = relu(X @ W_enc + b_enc)``, ``Xhat = Z @ W_dec + b_dec`` (float64), folding each
+library's conventions into the weights:
+
+- ``"saelens"``: ``cfg.json`` + ``sae_weights.safetensors``; folds
+  ``apply_b_dec_to_input``, ``finetuning_scaling_factor`` and (given the constant)
+  ``normalize_activations: "expected_average_only_in"``.
+- ``"dictionary_learning"``: ``ae.pt``, a ``state_dict``; folds the encoder input
+  ``x - bias``.
+- ``"sparsify"``: ``cfg.json`` + ``sae.safetensors``; folds the encoder input ``x - b_dec``.
+- ``"npz"``: ``*.npz`` holding ``W_enc, b_enc, W_dec, b_dec`` as they are.
+
+Folding a pre-encoder bias uses ``relu((x - c) @ W + b) = relu(x @ W + (b - c @ W))``.
+TopK files (sparsify, SAELens ``"topk"``) load as the ReLU SAE of their pre-TopK codes and
+are reported as not certifiable: (P) certifies the L1 objective only (THEORY section 6).
+
+Loss conversions (:func:`to_canonical_loss`) turn the numbers those libraries log into the
+canonical ``(1/N) sum_n [1/2 ||x_n - xhat_n||^2 + lam sum_k ||W_dec[k]|| Z[n,k]]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._validation import check_choice, check_int, check_matrix, check_positive
+from .sae import SAE, LossTerms
+
+SAELENS_CFG = "cfg.json"
+SAELENS_WEIGHTS = "sae_weights.safetensors"
+SPARSIFY_CFG = "cfg.json"
+SPARSIFY_WEIGHTS = "sae.safetensors"
+DICTIONARY_LEARNING_WEIGHTS = "ae.pt"
+FORMATS = ("saelens", "dictionary_learning", "sparsify", "npz")
+LOSS_SOURCES = ("saelens", "dictionary_learning", "sparsify")
+_SAVE_DTYPES = ("float32", "float64")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _fail(path: Path, expected: str, found: str) -> ValueError:
+    return ValueError(f"Cannot read an SAE from '{path}': expected {expected}; found {found}.")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(path, "a JSON config file", f"unreadable content ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise _fail(path, "a JSON object", f"a JSON {type(cfg).__name__}")
+    return cfg
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise FileNotFoundError(f"SAE weights file '{path}' does not exist.")
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise _fail(path, "a safetensors file", f"unreadable content ({exc})") from exc
+    return {k: v.detach().to("cpu").double().numpy() for k, v in tensors.items()}
+
+
+def _take(
+    tensors: Mapping[str, np.ndarray], key: str, shape: tuple[int, ...], path: Path
+) -> np.ndarray:
+    """Return ``tensors[key]`` as finite float64 of the given shape, or raise naming both."""
+    if key not in tensors:
+        raise _fail(path, f"a tensor named '{key}'", f"keys {sorted(tensors)}")
+    arr = np.asarray(tensors[key], dtype=np.float64)
+    if arr.shape != shape:
+        raise _fail(path, f"'{key}' of shape {shape}", f"shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise _fail(path, f"finite values in '{key}'", "NaN or infinite entries")
+    return arr
+
+
+def _matrix_shape(tensors: Mapping[str, np.ndarray], key: str, path: Path) -> tuple[int, int]:
+    if key not in tensors:
+        raise _fail(path, f"a tensor named '{key}'", f"keys {sorted(tensors)}")
+    shape = np.shape(tensors[key])
+    if len(shape) != 2:
+        raise _fail(path, f"a 2-D '{key}'", f"shape {shape}")
+    return int(shape[0]), int(shape[1])
+
+
+def _info(fmt: str, activation: str, k: int | None, notes: list[str]) -> dict[str, Any]:
+    return {
+        "format": fmt,
+        "activation": activation,
+        "k": k,
+        "certifiable": activation == "relu",
+        "notes": notes,
+    }
+
+
+def _detect_format(path: Path) -> tuple[str, Path]:
+    """Return ``(format, path)`` where ``path`` is the directory or file to read."""
+    if path.is_file():
+        name = path.name
+        if name in (SAELENS_WEIGHTS, SPARSIFY_WEIGHTS, SAELENS_CFG):
+            return _detect_format(path.parent)
+        if name.endswith(".npz"):
+            return "npz", path
+        if name.endswith((".pt", ".pth")):
+            return "dictionary_learning", path
+        raise _fail(
+            path,
+            "an SAELens or sparsify directory, an 'ae.pt' state dict or a '.npz' file",
+            f"a file with suffix '{path.suffix}'",
+        )
+    if path.is_dir():
+        entries = sorted(p.name for p in path.iterdir())
+        if SAELENS_WEIGHTS in entries:
+            return "saelens", path
+        if SPARSIFY_WEIGHTS in entries:
+            return "sparsify", path
+        if DICTIONARY_LEARNING_WEIGHTS in entries:
+            return "dictionary_learning", path / DICTIONARY_LEARNING_WEIGHTS
+        shown = entries[:10] + (["..."] if len(entries) > 10 else [])
+        raise _fail(
+            path,
+            f"a directory holding '{SAELENS_WEIGHTS}' (SAELens), '{SPARSIFY_WEIGHTS}' "
+            f"(sparsify) or '{DICTIONARY_LEARNING_WEIGHTS}' (dictionary_learning)",
+            f"entries {shown}",
+        )
+    raise _fail(path, "a file or directory", "something that is neither")
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _load_saelens(path: Path, norm_scaling_factor: float | None) -> tuple[SAE, dict[str, Any]]:
+    cfg_path = path / SAELENS_CFG
+    if not cfg_path.is_file():
+        raise FileNotFoundError(
+            f"SAELens directory '{path}' has no '{SAELENS_CFG}'; it is needed to know "
+            "whether b_dec is subtracted from the input (apply_b_dec_to_input)."
+        )
+    cfg = _read_json(cfg_path)
+    tensors = _read_safetensors(path / SAELENS_WEIGHTS)
+    architecture = cfg.get("architecture", "standard")
+    if architecture not in ("standard", "topk"):
+        raise _fail(
+            cfg_path,
+            "architecture 'standard' (ReLU) or 'topk'",
+            f"architecture {architecture!r}, whose encoder is not a ReLU of an affine map",
+        )
+    act_fn = cfg.get("activation_fn_str", cfg.get("activation_fn", "relu"))
+    if architecture == "standard" and act_fn not in ("relu", None):
+        raise _fail(cfg_path, "activation_fn 'relu'", f"{act_fn!r}")
+
+    d, K = _matrix_shape(tensors, "W_enc", path / SAELENS_WEIGHTS)
+    for key, value in (("d_in", d), ("d_sae", K)):
+        if key in cfg and cfg[key] != value:
+            raise _fail(cfg_path, f"{key} = {value} (from W_enc's shape)", f"{key} = {cfg[key]}")
+    wpath = path / SAELENS_WEIGHTS
+    W_enc = _take(tensors, "W_enc", (d, K), wpath)
+    b_enc = _take(tensors, "b_enc", (K,), wpath)
+    W_dec = _take(tensors, "W_dec", (K, d), wpath)
+    b_dec = _take(tensors, "b_dec", (d,), wpath)
+    notes: list[str] = [f"cfg dtype {cfg.get('dtype', 'unknown')!r}, converted to float64"]
+
+    for key in ("finetuning_scaling_factor", "scaling_factor"):
+        if key in tensors:  # decode() multiplies codes by it: fold it into the decoder rows
+            W_dec = W_dec * _take(tensors, key, (K,), wpath)[:, None]
+            notes.append(f"folded '{key}' into W_dec")
+    apply_b_dec = cfg.get("apply_b_dec_to_input", True)  # SAELens' default when absent
+    if apply_b_dec:
+        b_enc = b_enc - b_dec @ W_enc
+        notes.append("folded apply_b_dec_to_input into b_enc (b_enc - b_dec @ W_enc)")
+
+    norm = cfg.get("normalize_activations", "none")
+    if isinstance(norm, bool):  # SAELens' legacy spelling
+        norm = "expected_average_only_in" if norm else "none"
+    norm = "none" if norm is None else norm
+    if norm == "expected_average_only_in":
+        if norm_scaling_factor is None:
+            raise ValueError(
+                f"Cannot read an SAE from '{path}': cfg.json has normalize_activations="
+                "'expected_average_only_in', so the weights act on inputs multiplied by a "
+                "constant that is not stored with them. Pass norm_scaling_factor=<that "
+                "constant> (SAELens lists it in pretrained_saes.yaml), or 1.0 if your data "
+                "are already normalised."
+            )
+        s = check_positive("norm_scaling_factor", norm_scaling_factor)
+        W_enc, W_dec, b_dec = W_enc * s, W_dec / s, b_dec / s
+        notes.append(f"folded input scaling factor {s} (expected_average_only_in)")
+    elif norm != "none":
+        raise ValueError(
+            f"Cannot read an SAE from '{path}': cfg.json has normalize_activations={norm!r}, "
+            "a per-sample input normalisation that no affine encoder can express. Normalise "
+            "the data yourself and re-save the SAE with normalize_activations 'none'."
+        )
+    elif norm_scaling_factor is not None:
+        notes.append("norm_scaling_factor ignored: cfg.json has normalize_activations 'none'")
+
+    if architecture == "topk":
+        k = cfg.get("k", (cfg.get("activation_fn_kwargs") or {}).get("k"))
+        notes.append("TopK SAE: loaded as the ReLU SAE of its pre-TopK codes")
+        info = _info("saelens", "topk", None if k is None else int(k), notes)
+    else:
+        info = _info("saelens", "relu", None, notes)
+    return SAE(W_enc, b_enc, W_dec, b_dec), info
+
+
+def _strip_compile_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
+    prefix = "_orig_mod."
+    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+def _load_dictionary_learning(path: Path) -> tuple[SAE, dict[str, Any]]:
+    import torch
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types (pickle, zip, struct, runtime)
+        text = str(exc)
+        if "Weights only load failed" in text:
+            found = "a pickled object that torch.load(weights_only=True) refuses to load"
+        else:
+            found = f"unreadable content ({type(exc).__name__}: {text.splitlines()[0][:200]})"
+        raise _fail(
+            path, "a tensor state dict saved with torch.save(ae.state_dict(), path)", found
+        ) from exc
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise _fail(path, "a state dict of tensors", f"a {type(state).__name__}")
+    tensors = {k: v.detach().double().numpy() for k, v in _strip_compile_prefix(state).items()}
+    K, d = _matrix_shape(tensors, "encoder.weight", path)
+    W_enc = _take(tensors, "encoder.weight", (K, d), path).T
+    b_enc = _take(tensors, "encoder.bias", (K,), path)
+    W_dec = _take(tensors, "decoder.weight", (d, K), path).T
+    notes: list[str] = []
+    if "bias" in tensors:  # AutoEncoder: relu(encoder(x - bias)), decoder(f) + bias
+        b_dec = _take(tensors, "bias", (d,), path)
+        b_enc = b_enc - b_dec @ W_enc
+        notes.append("AutoEncoder: folded the pre-encoder bias into b_enc")
+    elif "b_dec" in tensors:  # AutoEncoderTopK / BatchTopKSAE: topk(relu(encoder(x - b_dec)))
+        b_dec = _take(tensors, "b_dec", (d,), path)
+        b_enc = b_enc - b_dec @ W_enc
+        k = int(tensors["k"].reshape(-1)[0]) if "k" in tensors else None
+        notes.append("TopK-family SAE: loaded as the ReLU SAE of its pre-TopK codes")
+        if "threshold" in tensors:
+            notes.append("a 'threshold' buffer (BatchTopK inference) was ignored")
+        return SAE(W_enc, b_enc, W_dec, b_dec), _info("dictionary_learning", "topk", k, notes)
+    elif "decoder.bias" in tensors:  # AutoEncoderNew: relu(encoder(x)), decoder(f)
+        b_dec = _take(tensors, "decoder.bias", (d,), path)
+        notes.append("AutoEncoderNew layout (decoder.bias, no pre-encoder bias)")
+    else:
+        raise _fail(
+            path,
+            "a decoder bias named 'bias' (AutoEncoder), 'b_dec' or 'decoder.bias'",
+            f"keys {sorted(tensors)}",
+        )
+    unknown = set(tensors) - {
+        "encoder.weight",
+        "encoder.bias",
+        "decoder.weight",
+        "bias",
+        "decoder.bias",
+    }
+    if unknown:
+        raise _fail(
+            path,
+            "the tensors of dictionary_learning's ReLU AutoEncoder only",
+            f"extra keys {sorted(unknown)} (gated or JumpReLU SAEs are not ReLU SAEs)",
+        )
+    return SAE(W_enc, b_enc, W_dec, b_dec), _info("dictionary_learning", "relu", None, notes)
+
+
+def _load_sparsify(path: Path) -> tuple[SAE, dict[str, Any]]:
+    cfg_path = path / SPARSIFY_CFG
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"sparsify directory '{path}' has no '{SPARSIFY_CFG}'.")
+    cfg = _read_json(cfg_path)
+    wpath = path / SPARSIFY_WEIGHTS
+    tensors = _read_safetensors(wpath)
+    if cfg.get("transcode", False):
+        raise _fail(cfg_path, "an autoencoder", "transcode: true (a transcoder)")
+    if cfg.get("skip_connection", False) or "W_skip" in tensors:
+        raise _fail(cfg_path, "no skip connection", "a W_skip matrix, which an SAE cannot hold")
+    K, d = _matrix_shape(tensors, "encoder.weight", wpath)
+    width = cfg.get("num_latents") or (
+        cfg["d_in"] * cfg["expansion_factor"] if "d_in" in cfg and "expansion_factor" in cfg else K
+    )
+    if width != K or cfg.get("d_in", d) != d:
+        raise _fail(
+            cfg_path,
+            f"d_in = {d} and num_latents = {K} (from encoder.weight)",
+            f"d_in = {cfg.get('d_in')}, num_latents = {width}",
+        )
+    W_enc = _take(tensors, "encoder.weight", (K, d), wpath).T
+    b_enc = _take(tensors, "encoder.bias", (K,), wpath)
+    W_dec = _take(tensors, "W_dec", (K, d), wpath)
+    b_dec = _take(tensors, "b_dec", (d,), wpath)
+    b_enc = b_enc - b_dec @ W_enc
+    activation = str(cfg.get("activation", "topk"))
+    k = cfg.get("k")
+    notes = [
+        "folded the pre-encoder b_dec into b_enc",
+        f"{activation} SAE (k={k}): loaded as the ReLU SAE of its pre-{activation} codes; "
+        "its training loss was FVU without L1, which (P) does not certify",
+    ]
+    return SAE(W_enc, b_enc, W_dec, b_dec), _info(
+        "sparsify", activation, None if k is None else int(k), notes
+    )
+
+
+def _load_npz(path: Path) -> tuple[SAE, dict[str, Any]]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            tensors = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _fail(path, "an .npz archive", f"unreadable content ({exc})") from exc
+    d, K = _matrix_shape(tensors, "W_enc", path)
+    sae = SAE(
+        _take(tensors, "W_enc", (d, K), path),
+        _take(tensors, "b_enc", (K,), path),
+        _take(tensors, "W_dec", (K, d), path),
+        _take(tensors, "b_dec", (d,), path),
+    )
+    return sae, _info("npz", "relu", None, [])
+
+
+_READERS: dict[str, Callable[..., tuple[SAE, dict[str, Any]]]] = {
+    "dictionary_learning": _load_dictionary_learning,
+    "sparsify": _load_sparsify,
+    "npz": _load_npz,
+}
+
+
+def load_sae(
+    path: str | os.PathLike[str],
+    *,
+    return_info: bool = False,
+    norm_scaling_factor: float | None = None,
+) -> SAE | tuple[SAE, dict[str, Any]]:
+    """Read an SAE file into the canonical ReLU form, detecting its format.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An SAELens directory (``cfg.json`` + ``sae_weights.safetensors``), a sparsify
+        directory (``cfg.json`` + ``sae.safetensors``), a dictionary_learning ``ae.pt``
+        (or a directory holding one), or a ``.npz`` with ``W_enc (d, K)``, ``b_enc (K,)``,
+        ``W_dec (K, d)``, ``b_dec (d,)``. A weights file inside an SAELens or sparsify
+        directory stands for its directory.
+    return_info : bool, default=False
+        Also return a dict describing what was read (see Returns).
+    norm_scaling_factor : float, optional
+        For SAELens files with ``normalize_activations: "expected_average_only_in"``: the
+        constant the inputs were multiplied by. It is folded into the weights so the SAE
+        acts on raw inputs. Required for such files.
+
+    Returns
+    -------
+    sae : SAE
+        Float64 weights with every pre-encoder bias folded into ``b_enc``.
+    info : dict
+        Only with ``return_info=True``. Keys ``'format'`` (one of :data:`FORMATS`),
+        ``'activation'`` (``'relu'``, ``'topk'`` or sparsify's ``'groupmax'``), ``'k'``
+        (int or None), ``'certifiable'`` (True only for ReLU SAEs: the convex program
+        certifies the L1 objective, not TopK) and ``'notes'`` (list of str: every
+        convention that was folded or ignored).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` (or a file the format needs) does not exist.
+    ValueError
+        If the files are unreadable, lack a tensor, have inconsistent shapes, hold NaN or
+        infinity, or describe an architecture that is not a (Top-K) ReLU SAE. The message
+        names the path, what was expected and what was found.
+
+    Examples
+    --------
+    >>> sae, info = load_sae("path/to/saelens_dir", return_info=True)  # doctest: +SKIP
+    >>> info["certifiable"]  # doctest: +SKIP
+    True
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"SAE path '{p}' does not exist.")
+    fmt, target = _detect_format(p)
+    if fmt == "saelens":
+        sae, info = _load_saelens(target, norm_scaling_factor)
+    else:
+        sae, info = _READERS[fmt](target)
+    return (sae, info) if return_info else sae
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def _atomic_write(target: Path, write: Callable[[Any], None]) -> None:
+    """Write through ``write(file_object)`` to a temporary file, then ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def saelens_config(sae: SAE, dtype: str = "float64") -> dict[str, Any]:
+    """The ``cfg.json`` written by :func:`save_sae` for a standard (ReLU) SAELens SAE.
+
+    It uses the flat pre-6.0 layout, which every SAELens version reads (6.x converts it
+    and moves the model fields into ``metadata``). The encoder bias is already folded,
+    so ``apply_b_dec_to_input`` is false; ``model_name`` and ``hook_name`` are
+    placeholders because convexdict data need not come from a language model.
+    """
+    dtype = check_choice("dtype", dtype, _SAVE_DTYPES)
+    return {
+        "architecture": "standard",
+        "d_in": sae.d_in,
+        "d_sae": sae.width,
+        "dtype": dtype,
+        "device": "cpu",
+        "apply_b_dec_to_input": False,
+        "normalize_activations": "none",
+        "finetuning_scaling_factor": False,
+        "activation_fn_str": "relu",
+        "activation_fn_kwargs": {},
+        "reshape_activations": "none",
+        "model_name": "convexdict",
+        "hook_name": "convexdict.input",
+        "hook_layer": 0,
+        "hook_head_index": None,
+        "context_size": 1,
+        "prepend_bos": False,
+        "dataset_path": "",
+        "dataset_trust_remote_code": False,
+        "sae_lens_training_version": None,
+        "neuronpedia_id": None,
+        "model_from_pretrained_kwargs": {},
+        "seqpos_slice": [None],
+    }
+
+
+def save_sae(
+    sae: SAE,
+    path: str | os.PathLike[str],
+    *,
+    dtype: str = "float64",
+    format: str | None = None,
+) -> None:
+    """Write an SAE: the SAELens layout by default, or ``.npz``.
+
+    Parameters
+    ----------
+    sae : SAE
+    path : str or path-like
+        Directory for the SAELens layout (created if missing; ``cfg.json`` and
+        ``sae_weights.safetensors`` inside are replaced), or a file ending in ``.npz``.
+    dtype : {"float64", "float32"}, default="float64"
+        Storage precision. ``float64`` makes ``load_sae(save_sae(sae))`` exact.
+    format : {"saelens", "npz"}, optional
+        Defaults to ``"npz"`` when ``path`` ends in ``.npz``, else ``"saelens"``.
+
+    Notes
+    -----
+    Each file is written to a temporary file in the same directory and moved into place
+    with :func:`os.replace`, so a crash never leaves a half-written file under the final
+    name. The safetensors keys are ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, d)``,
+    ``b_dec (d,)``; see :func:`saelens_config` for ``cfg.json``.
+    """
+    if not isinstance(sae, SAE):
+        raise ValueError(f"The 'sae' parameter must be a convexdict SAE. Got {type(sae).__name__}.")
+    dtype = check_choice("dtype", dtype, _SAVE_DTYPES)
+    p = Path(path)
+    fmt = format if format is not None else ("npz" if p.name.endswith(".npz") else "saelens")
+    fmt = check_choice("format", fmt, ("saelens", "npz"))
+    arrays = {
+        "W_enc": sae.W_enc,
+        "b_enc": sae.b_enc,
+        "W_dec": sae.W_dec,
+        "b_dec": sae.b_dec,
+    }
+    arrays = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in arrays.items()}
+    if fmt == "npz":
+        if p.is_dir():
+            raise ValueError(f"Cannot write an .npz file to '{p}': it is a directory.")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(p, lambda fh: np.savez(fh, **arrays))
+        return
+    if p.exists() and not p.is_dir():
+        raise ValueError(
+            f"Cannot write the SAELens layout to '{p}': it is a file, and the layout is a "
+            "directory. Pass a directory path, or a path ending in '.npz'."
+        )
+    p.mkdir(parents=True, exist_ok=True)
+    from safetensors.numpy import save
+
+    blob = save(arrays, metadata={"format": "pt"})
+    _atomic_write(p / SAELENS_WEIGHTS, lambda fh: fh.write(blob))
+    text = json.dumps(saelens_config(sae, dtype), indent=2).encode()
+    _atomic_write(p / SAELENS_CFG, lambda fh: fh.write(text))
+
+
+# --------------------------------------------------------------------------- loss units
+
+
+def total_variance(X: np.ndarray) -> float:
+    """``sum_n ||x_n - mean(X)||^2``: sparsify's FVU denominator for a batch ``X (N, d)``."""
+    X = check_matrix("X", X)
+    centred = X - X.mean(axis=0)
+    return float(np.einsum("ij,ij->", centred, centred))
+
+
+def saelens_to_canonical(
+    mse_loss: float,
+    l1_loss: float = 0.0,
+    *,
+    l1_coefficient: float,
+    lam: float | None = None,
+    norm_scaling_factor: float = 1.0,
+) -> LossTerms:
+    """Convert SAELens' logged ``mse_loss`` and ``l1_loss`` to canonical terms.
+
+    SAELens (standard architecture, ``mse_loss_normalization=None``, ``lp_norm=1``) logs
+
+    - ``mse_loss = mean_n sum_d (x - xhat)^2``: squared error summed over features and
+      averaged over the batch, without the 1/2;
+    - ``l1_loss = mean_n [c * sum_k ||W_dec[k]|| f_nk]`` with ``c = l1_coefficient``
+      (``scale_sparsity_penalty_by_decoder_norm=True``; with it False the weights
+      ``||W_dec[k]||`` are 1, which matches only for unit-norm decoder rows).
+
+    Both are computed on the inputs the SAE saw, ``s * x`` under
+    ``normalize_activations: "expected_average_only_in"`` (``s = norm_scaling_factor``,
+    1 otherwise). The canonical loss is that of the SAE :func:`load_sae` returns, which
+    acts on raw ``x``: its residuals are ``1/s`` times SAELens' and its decoder rows
+    ``1/s`` times SAELens' (codes unchanged). Hence
+
+    - ``reconstruction = mse_loss / (2 s^2)``,
+    - ``penalty = lam * l1_loss / (c s)``,
+
+    and with the default ``lam = c / (2 s)`` the canonical total is SAELens' total divided
+    by ``2 s^2``, so both objectives have the same minimisers.
+
+    Parameters
+    ----------
+    mse_loss, l1_loss : float
+        Values SAELens logged for one batch.
+    l1_coefficient : float
+        SAELens' ``l1_coefficient`` (after warm-up), ``> 0``.
+    lam : float, optional
+        Canonical penalty weight; defaults to ``l1_coefficient / (2 s)``.
+    norm_scaling_factor : float, default=1.0
+        The input scaling ``s`` (the value passed to :func:`load_sae`).
+    """
+    c = check_positive("l1_coefficient", l1_coefficient)
+    s = check_positive("norm_scaling_factor", norm_scaling_factor)
+    lam = c / (2.0 * s) if lam is None else check_positive("lam", lam, allow_zero=True)
+    return LossTerms(float(mse_loss) / (2.0 * s * s), lam * float(l1_loss) / (c * s))
+
+
+def dictionary_learning_to_canonical(
+    mse_loss: float,
+    sparsity_loss: float = 0.0,
+    *,
+    l1_penalty: float,
+    lam: float | None = None,
+) -> LossTerms:
+    """Convert dictionary_learning's logged ``mse_loss`` and ``sparsity_loss``.
+
+    Its ``StandardTrainer`` logs ``mse_loss = (x - x_hat).pow(2).sum(dim=-1).mean()`` and
+    ``sparsity_loss = f.norm(p=1, dim=-1).mean()`` and minimises
+    ``mse_loss + l1_penalty * sparsity_loss``, with the decoder columns kept at unit norm
+    (``ConstrainedAdam``), so ``||W_dec[k]|| = 1`` and the plain L1 is the canonical
+    weighted L1. Hence ``reconstruction = mse_loss / 2``, ``penalty = lam *
+    sparsity_loss``, and with the default ``lam = l1_penalty / 2`` the canonical total is
+    half the logged ``loss``. (Older versions logged ``loss = l2_loss + ...`` with the
+    unsquared ``l2_loss = ||x - x_hat||.mean()``; use ``mse_loss`` from those logs.)
+
+    Parameters
+    ----------
+    mse_loss, sparsity_loss : float
+        Logged values for one batch.
+    l1_penalty : float
+        The trainer's ``l1_penalty``, ``> 0``.
+    lam : float, optional
+        Canonical penalty weight; defaults to ``l1_penalty / 2``.
+    """
+    p = check_positive("l1_penalty", l1_penalty)
+    lam = p / 2 if lam is None else check_positive("lam", lam, allow_zero=True)
+    return LossTerms(float(mse_loss) / 2.0, lam * float(sparsity_loss))
+
+
+def sparsify_to_canonical(fvu: float, *, total_variance: float, n_samples: int) -> LossTerms:
+    """Convert sparsify's FVU (fraction of variance unexplained) to canonical terms.
+
+    sparsify logs ``fvu = sum_n ||x_n - xhat_n||^2 / total_variance`` with
+    ``total_variance = sum_n ||x_n - mean||^2`` over the same batch (see
+    :func:`total_variance`), and trains TopK SAEs without an L1 term. Hence
+    ``reconstruction = fvu * total_variance / (2 N)`` and ``penalty = 0``; the canonical
+    objective at any ``lam > 0`` needs the codes, which FVU does not carry.
+
+    Parameters
+    ----------
+    fvu : float
+    total_variance : float
+        FVU's denominator for the batch, ``>= 0``.
+    n_samples : int
+        Batch size ``N``.
+    """
+    tv = check_positive("total_variance", total_variance, allow_zero=True)
+    n = check_int("n_samples", n_samples, minimum=1)
+    return LossTerms(float(fvu) * tv / (2.0 * n), 0.0)
+
+
+def to_canonical_loss(losses: Mapping[str, float], *, source: str, **params: Any) -> LossTerms:
+    """Convert a library's logged losses to canonical terms, dispatching on ``source``.
+
+    Parameters
+    ----------
+    losses : mapping
+        The logged values, keyed as the library logs them: ``{"mse_loss", "l1_loss"}``
+        for ``"saelens"``, ``{"mse_loss", "sparsity_loss"}`` for
+        ``"dictionary_learning"``, ``{"fvu"}`` for ``"sparsify"``. Penalty keys may be
+        omitted (taken as 0).
+    source : {"saelens", "dictionary_learning", "sparsify"}
+    **params
+        Passed on: ``l1_coefficient`` / ``l1_penalty`` and optional ``lam``, or
+        ``total_variance`` and ``n_samples``.
+
+    Returns
+    -------
+    LossTerms
+        ``(reconstruction, penalty)`` of THEORY's objective, both already divided by N.
+
+    Examples
+    --------
+    >>> to_canonical_loss({"mse_loss": 0.5, "l1_loss": 0.2}, source="saelens",
+    ...                   l1_coefficient=2.0).total
+    0.35
+    """
+    source = check_choice("source", source, LOSS_SOURCES)
+    if source == "saelens":
+        return saelens_to_canonical(losses["mse_loss"], losses.get("l1_loss", 0.0), **params)
+    if source == "dictionary_learning":
+        return dictionary_learning_to_canonical(
+            losses["mse_loss"], losses.get("sparsity_loss", 0.0), **params
+        )
+    return sparsify_to_canonical(losses["fvu"], **params)
