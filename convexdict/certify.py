@@ -193,7 +193,7 @@ def certify(
     tol: float = 1e-6,
     method: str = "auto",
     max_rounds: int = 200,
-    atoms_per_round: int = 25,
+    atoms_per_round: int = 50,
     progress: bool = False,
 ) -> Certificate:
     """Certified global optimum of the canonical SAE objective.
@@ -280,12 +280,13 @@ def certify(
                 result = column_generation(
                     X,
                     lam,
-                    price_fn=lambda R, top: price(Y, R, top=top),
+                    price_fn=lambda R, top, part: price(Y, R, top=top, part=part),
                     atoms_fn=atoms_fn,
                     solver=solver,
                     tol=tol / 10,
                     max_rounds=max_rounds,
                     per_round=atoms_per_round,
+                    n_parts=int(np.clip(sweep_cost(n, r) // 2_000_000, 1, 16)) if r >= 2 else 1,
                     callback=callback,
                 )
             finally:

@@ -60,7 +60,7 @@ def column_generation(
     T: np.ndarray,
     lam: float,
     *,
-    price_fn: Callable[[np.ndarray, int], PricingResult],
+    price_fn: Callable[[np.ndarray, int, tuple[int, int] | None], PricingResult],
     atoms_fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     initial: tuple[np.ndarray, np.ndarray] | None = None,
     groups: Sequence[slice] | None = None,
@@ -68,6 +68,7 @@ def column_generation(
     tol: float = 1e-6,
     max_rounds: int = 100,
     per_round: int = 25,
+    n_parts: int = 1,
     callback: Callable[[CGRound], None] | None = None,
 ) -> CGResult:
     """Run column generation for (P).
@@ -77,15 +78,21 @@ def column_generation(
     T : ndarray of shape (N, p)
         Target.
     lam : float
-    price_fn : callable ``(R (N, p), top) -> PricingResult``
-        Exact pricing over all of ``E0``.
+    price_fn : callable ``(R (N, p), top, part) -> PricingResult``
+        Exact pricing over all of ``E0`` when ``part`` is None, else over the part
+        ``part = (i, n_parts)`` of it (cheap rounds; convergence is only declared after a
+        full pricing).
     atoms_fn : callable ``U (m, r+1) -> (U_kept, E (m', N))``
         Normalised activations of hyperplanes (dropping empty and duplicate ones).
     initial : (U, E), optional
         Warm-start active set.
-    groups, solver, tol, max_rounds, per_round, callback
+    groups, solver, tol, max_rounds, per_round, n_parts, callback
         Column groups of ``T``; CVXPY solver name; relative pricing tolerance; round
-        limit; atoms added per round; called after each round.
+        limit; atoms added per round; number of parts for partial pricing (1: always
+        full); called after each round.
+
+    Atoms whose group is zero in the master solution are dropped from the active set
+    (they can be priced back in later), which keeps the master small.
 
     Returns
     -------
@@ -100,21 +107,37 @@ def column_generation(
     rounds: list[CGRound] = []
     converged = False
     solution = None
+    n_new = 0
+    part_index = 0
     for k in range(max_rounds):
         t0 = time.perf_counter()
         solution = GroupLassoProblem(E, T, groups).solve(lam, solver)
         t1 = time.perf_counter()
         R = T - solution.b - E.T @ solution.G
         R -= R.mean(axis=0)
-        priced = price_fn(R, 4 * per_round)
+        priced = None
+        if n_parts > 1:
+            priced = price_fn(R, 4 * per_round, (part_index, n_parts))
+            part_index += 1
+            if priced.max_value <= lam * (1 + tol):
+                priced = None  # nothing in this part: a full pricing decides
+        full = priced is None
+        if full:
+            priced = price_fn(R, 4 * per_round, None)
         t2 = time.perf_counter()
         info = CGRound(k, len(E), priced.max_value, t1 - t0, t2 - t1, solution.status)
         rounds.append(info)
         if callback is not None:
             callback(info)
-        if priced.max_value <= lam * (1 + tol):
+        if full and priced.max_value <= lam * (1 + tol):
             converged = True
             break
+        # Drop atoms that carry no weight (except the ones added last round).
+        if len(E):
+            norms = np.linalg.norm(solution.G, axis=1)
+            keep = norms > 1e-9 * max(float(norms.max()), 1e-300)
+            keep[len(E) - n_new :] = True
+            U, E = U[keep], E[keep]
         violated = priced.hyperplanes[priced.values > lam * (1 + tol)]
         U_new, E_new = atoms_fn(violated)
         seen = _rows_key(E)
@@ -122,6 +145,7 @@ def column_generation(
         if not fresh:
             break  # the master cannot be improved by new atoms at this accuracy
         fresh = fresh[:per_round]
+        n_new = len(fresh)
         r1 = U_new.shape[1]
         U = U_new[fresh] if U is None else np.vstack([U, U_new[fresh]])
         E = np.vstack([E, E_new[fresh]])

@@ -2,6 +2,10 @@
 
     min_{b, G}  (1/N) [ 1/2 ||T - 1 b^T - E^T G||_F^2 + lam * sum_i sum_g ||G[i, g]||_2 ]
 
+The bias is eliminated in closed form and the fit term is written through a thin QR
+factor of the centred atoms, so the conic problem's size grows with the number of atoms,
+not with ``N``.
+
 ``E (m, N)`` holds one normalised activation per row, ``T (N, p)`` is the target (the
 data for an SAE, another representation for a transcoder, concatenated layers for a
 crosscoder, whose column groups ``g`` get separate norms). ``lam`` is a
@@ -87,18 +91,25 @@ class GroupLassoProblem:
         n, p = T.shape
         m = E.shape[0]
         self.n_atoms, self.n_samples = m, n
+        self._E = np.asarray(E, dtype=np.float64)
+        self._T = np.asarray(T, dtype=np.float64)
         self.lam = cp.Parameter(nonneg=True, name="lam")
-        self.b = cp.Variable(p, name="b")
         self.G = cp.Variable((m, p), name="G")
-        fit = T - np.ones((n, 1)) @ cp.reshape(self.b, (1, p), order="C")
-        if m:
-            fit = fit - E.T @ self.G
+        if m == 0:
+            self.problem = cp.Problem(cp.Minimize(0 * self.lam))
+            return
+        # The bias is eliminated exactly (b = mean of T - E^T G), leaving centred atoms Ec
+        # and target Tc. With F^T F = Ec Ec^T (thin QR of Ec^T when m < N), the fit term is
+        # 1/2 ||Tc - Ec^T G||^2 = 1/2 ||Tc||^2 - <Ec Tc, G> + 1/2 ||F G||^2: a problem whose
+        # size depends on m, not on N.
+        Ec = self._E - self._E.mean(axis=1, keepdims=True)
+        Tc = self._T - self._T.mean(axis=0)
+        F = np.linalg.qr(Ec.T, mode="r") if m < n else Ec.T
+        C = Ec @ Tc
         groups = list(groups) if groups is not None else [slice(0, p)]
-        if m:
-            penalty = sum(cp.sum(cp.norm(self.G[:, g], 2, axis=1)) for g in groups)
-        else:
-            penalty = 0
-        objective = (0.5 * cp.sum_squares(fit) + self.lam * penalty) / n
+        penalty = sum(cp.sum(cp.norm(self.G[:, g], 2, axis=1)) for g in groups)
+        objective = (0.5 * cp.sum_squares(F @ self.G) - cp.sum(cp.multiply(C, self.G))
+                     + self.lam * penalty) / n
         self.problem = cp.Problem(cp.Minimize(objective))
 
     def solve(self, lam: float, solver: str = "clarabel", fallback: bool = True) -> GroupLassoSolution:
@@ -121,15 +132,19 @@ class GroupLassoProblem:
                 errors.append(f"{name}: {exc}")
                 continue
             status = STATUS_MAP.get(self.problem.status)
-            if status is None or self.b.value is None:
+            if status is None or (self.n_atoms and self.G.value is None):
                 errors.append(f"{name}: status {self.problem.status}")
                 continue
-            G = self.G.value if self.n_atoms else np.zeros((0, self.b.shape[0]))
+            G = np.asarray(self.G.value, dtype=np.float64) if self.n_atoms else self.G_empty()
+            b = (self._T - self._E.T @ G).mean(axis=0)
             return GroupLassoSolution(
-                np.asarray(self.b.value, dtype=np.float64).copy(),
-                np.asarray(G, dtype=np.float64).copy(),
+                b,
+                G.copy(),
                 status,
                 name,
                 time.perf_counter() - start,
             )
         raise SolverFailure("; ".join(errors) or "no solver available")
+
+    def G_empty(self) -> np.ndarray:
+        return np.zeros((0, self._T.shape[1]))

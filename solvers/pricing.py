@@ -238,55 +238,57 @@ def _pivot_frames(Y: np.ndarray, pivots: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _sweep_batch(Y, R, groups, pivots):
-    """Values at every event of a batch of pivot sets; returns (values, normals_full, offsets)."""
+    """Values at every event of a batch of pivot sets.
+
+    Returns ``values (B, 2N)`` and ``event_plane(b, e) -> U (len, r+1)`` for chosen events.
+    """
     n, r = Y.shape
+    p = R.shape[1]
     B = len(pivots)
     origin, basis, pivot_ok = _pivot_frames(Y, pivots)
-    W = np.einsum("bnr,brk->bnk", Y[None, :, :] - origin[:, None, :], basis)  # (B, N, 2)
-    wnorm = np.linalg.norm(W, axis=2)
+    W = np.matmul(Y[None, :, :] - origin[:, None, :], basis)  # (B, N, 2)
+    wnorm = np.sqrt(W[..., 0] ** 2 + W[..., 1] ** 2)
     valid = (wnorm > RANK_TOL) & pivot_ok[:, None]
     alpha = np.arctan2(W[..., 1], W[..., 0])
     two_pi = 2 * np.pi
     ang = np.concatenate([alpha - np.pi / 2, alpha + np.pi / 2], axis=1) % two_pi  # (B, 2N)
-    order = np.argsort(ang, axis=1, kind="stable")
+    order = np.argsort(ang, axis=1)
     sorted_ang = np.take_along_axis(ang, order, axis=1)
-    gaps = np.diff(np.concatenate([sorted_ang, sorted_ang[:, :1] + two_pi], axis=1), axis=1)
+    gaps = np.diff(sorted_ang, axis=1, append=sorted_ang[:, :1] + two_pi)
     g = np.argmax(gaps, axis=1)
-    phi0 = sorted_ang[np.arange(B), g] + gaps[np.arange(B), g] / 2
+    rows1 = np.arange(B)
+    phi0 = sorted_ang[rows1, g] + gaps[rows1, g] / 2
     rot = (g[:, None] + 1 + np.arange(2 * n)[None, :]) % (2 * n)
     order = np.take_along_axis(order, rot, axis=1)
     ev_j = order % n
     enter = order < n
-    rows = np.arange(B)[:, None]
+    rows = rows1[:, None]
     ev_valid = valid[rows, ev_j]
     weight = np.where(enter, 1.0, -1.0) * ev_valid
 
-    active0 = valid & (((phi0[:, None] - (alpha - np.pi / 2)) % two_pi) < np.pi)
-    RW = np.einsum("np,bnk->bnpk", R, W)  # (B, N, p, 2)
-    M = np.einsum("bn,bnpk->bpk", active0.astype(float), RW)[:, None] + np.cumsum(
-        RW[rows, ev_j] * weight[..., None, None], axis=1
-    )
-    c = np.einsum("bn,bnk->bk", active0.astype(float), W)[:, None] + np.cumsum(
-        W[rows, ev_j] * weight[..., None], axis=1
-    )
+    active0 = (valid & (((phi0[:, None] - (alpha - np.pi / 2)) % two_pi) < np.pi)).astype(float)
+    # Per-point contributions [r_n w_n^T (p x 2, flattened), w_n (2)]: (B, N, 2p + 2).
+    contrib = np.concatenate([(R[None, :, :, None] * W[:, :, None, :]).reshape(B, n, 2 * p), W],
+                             axis=2)
+    state = np.matmul(active0[:, None, :], contrib)  # (B, 1, 2p + 2)
+    state = state + np.cumsum(contrib[rows, ev_j] * weight[..., None], axis=1)  # (B, 2N, 2p+2)
     w_ev = W[rows, ev_j]  # (B, 2N, 2)
     w_ev_norm = np.where(ev_valid, wnorm[rows, ev_j], 1.0)
     # enter at alpha - pi/2: n = (w1, -w0)/|w|; leave at alpha + pi/2: n = (-w1, w0)/|w|
-    nrm = np.stack([w_ev[..., 1], -w_ev[..., 0]], axis=-1) / w_ev_norm[..., None]
-    nrm = np.where(enter[..., None], nrm, -nrm)
-    cn = np.einsum("bek,bek->be", c, nrm)
-    Mn = np.einsum("bepk,bek->bep", M, nrm)
-    scale = np.einsum("bn,bn->b", wnorm, valid)[:, None]
+    sgn = np.where(enter, 1.0, -1.0) / w_ev_norm
+    nrm = np.stack([w_ev[..., 1] * sgn, -w_ev[..., 0] * sgn], axis=-1)  # (B, 2N, 2)
+    Mn = np.matmul(state[..., : 2 * p].reshape(B, 2 * n, p, 2), nrm[..., None])[..., 0]
+    cn = state[..., 2 * p] * nrm[..., 0] + state[..., 2 * p + 1] * nrm[..., 1]
+    scale = (wnorm * valid).sum(axis=1)[:, None]
     clean = ev_valid & (cn > RECOMPUTE_BELOW * scale)
-    values = np.zeros((B, 2 * n))
-    values[clean] = group_norms(Mn[clean], groups) / cn[clean]
+    values = np.where(clean, group_norms(Mn, groups) / np.where(clean, cn, 1.0), 0.0)
     # Low-activation events: recompute from the activations themselves.
     fb, fe = np.nonzero(ev_valid & ~clean)
     if fb.size:
         chunk = max(1, _TARGET_FLOATS // n)
         for s in range(0, fb.size, chunk):
             b, e = fb[s : s + chunk], fe[s : s + chunk]
-            A = np.einsum("fnk,fk->fn", W[b], nrm[b, e])
+            A = np.matmul(W[b], nrm[b, e][..., None])[..., 0]
             A[A <= ZERO_TOL] = 0.0
             A[np.arange(len(b)), ev_j[b, e]] = 0.0
             A[~valid[b]] = 0.0
@@ -295,9 +297,13 @@ def _sweep_batch(Y, R, groups, pivots):
             vals = np.zeros(len(b))
             vals[ok] = group_norms((A[ok] @ R) / tot[ok, None], groups)
             values[b, e] = vals
-    normals_full = np.einsum("brk,bek->ber", basis, nrm)  # (B, 2N, r)
-    offsets = -np.einsum("ber,br->be", normals_full, origin)
-    return values, normals_full, offsets
+
+    def event_plane(b: np.ndarray, e: np.ndarray) -> np.ndarray:
+        normal = np.matmul(basis[b], nrm[b, e][..., None])[..., 0]  # (m, r)
+        offset = -np.einsum("mr,mr->m", normal, origin[b])
+        return np.hstack([normal, offset[:, None]])
+
+    return values, event_plane
 
 
 def price_sweep(
@@ -306,30 +312,34 @@ def price_sweep(
     *,
     groups: Sequence[slice] | None = None,
     top: int = 0,
+    part: tuple[int, int] | None = None,
 ) -> PricingResult:
     """Exact pricing by rotating hyperplanes around ``r - 1`` pivot points (``r >= 2``).
 
     Same contract as :func:`price_bruteforce`; ``O(C(N, r-1) N log N)`` work in batches
-    of bounded memory.
+    of bounded memory. With ``part=(i, k)`` only every ``k``-th pivot batch (offset ``i``)
+    is swept: a *partial* pricing that finds true violators cheaply but proves nothing
+    about the rest of ``E0`` (column generation uses it between full pricings).
     """
     n, r = Y.shape
     if r < 2:
         return price_bruteforce(Y, R, groups=groups, top=top)
     p = R.shape[1]
-    per_pivot = 2 * n * (p * 2 + 6) + n * (2 * p + 4)
+    per_pivot = 2 * n * (4 * p + 12) + n * (2 * p + 6)
     batch = max(1, _TARGET_FLOATS // per_pivot)
     best = _TopK(top, r + 1)
     n_cand = 0
-    for pivots in subset_batches(n, r - 1, batch):
-        values, normals, offsets = _sweep_batch(Y, R, groups, pivots)
-        flat = values.reshape(-1)
-        n_cand += flat.size
-
-        def planes(idx, normals=normals, offsets=offsets):
-            return np.hstack([normals.reshape(-1, r)[idx], offsets.reshape(-1)[idx, None]])
-
-        best.push(flat, planes)
-    return PricingResult(best.best, best.values, best.planes, n_cand, "sweep")
+    for index, pivots in enumerate(subset_batches(n, r - 1, batch)):
+        if part is not None and index % part[1] != part[0] % part[1]:
+            continue
+        values, event_plane = _sweep_batch(Y, R, groups, pivots)
+        n_cand += values.size
+        # One candidate per pivot set (its best event): diverse atoms for column generation.
+        best_event = np.argmax(values, axis=1)
+        row_best = values[np.arange(len(values)), best_event]
+        best.push(row_best, lambda idx, f=event_plane, e=best_event: f(idx, e[idx]))
+    method = "sweep" if part is None else "partial-sweep"
+    return PricingResult(best.best, best.values, best.planes, n_cand, method)
 
 
 def price(
@@ -339,17 +349,19 @@ def price(
     groups: Sequence[slice] | None = None,
     top: int = 0,
     method: str = "auto",
+    part: tuple[int, int] | None = None,
 ) -> PricingResult:
     """Exact pricing with the kernel chosen by ``method`` (``auto``, ``sweep``, ``bruteforce``).
 
-    ``auto`` takes the sweep for ``r >= 2`` unless brute force is cheaper.
+    ``auto`` takes the sweep for ``r >= 2`` unless brute force is cheaper. ``part`` asks
+    the sweep for a partial pricing (see :func:`price_sweep`); it is ignored by brute force.
     """
     n, r = Y.shape
     if method == "auto":
         brute = count_candidates(n, r) * n * (r + 2)
         method = "sweep" if r >= 2 and sweep_cost(n, r) * (4 * R.shape[1] + 8) < brute else "bruteforce"
     if method == "sweep":
-        return price_sweep(Y, R, groups=groups, top=top)
+        return price_sweep(Y, R, groups=groups, top=top, part=part)
     if method == "bruteforce":
         return price_bruteforce(Y, R, groups=groups, top=top)
     raise ValueError(

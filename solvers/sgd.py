@@ -1,0 +1,646 @@
+"""Adam/SGD training of sparse autoencoders on arrays, memory maps or tensors.
+
+The engine behind ``convexdict.train_sae``. It works on plain arrays and never imports
+``convexdict``.
+
+What it does, in order, for ``step = 0 .. steps-1``:
+
+1. draw a batch of ``batch_size`` row indices (shuffled epochs without replacement; the
+   whole data set, in order, when ``batch_size >= N``), sorted so memory-mapped reads
+   are sequential;
+2. take one Adam step on the activation's training objective (see
+   :mod:`solvers.torch_sae`), with the learning rate warmed up linearly over
+   ``warmup_steps`` and then decayed to 0 (``"cosine"`` or ``"linear"``) or held
+   (``"constant"``);
+3. every ``resample_dead_every`` steps, resample dead latents (below);
+4. every ``log_every`` steps, record loss, L0, explained variance and dead fraction;
+   every ``checkpoint_every`` steps, write a checkpoint.
+
+Initialisation: decoder rows unit-norm Gaussian, ``W_enc = W_dec.T``, ``b_dec`` = the data
+mean (exact, one chunked pass over the data), ``b_enc = -b_dec @ W_enc``.
+
+L1 warmup: with ``l1_warmup_steps > 0`` the penalty weight is ramped linearly from
+``lam / l1_warmup_steps`` to ``lam``. During the ramp the objective being minimised is
+NOT the canonical objective at ``lam``; only the steps after the ramp are.
+
+Dead-latent resampling (Anthropic, "Towards Monosemanticity", 2023): a latent is dead if
+it fired on none of the batches of the last ``dead_window`` steps. Each dead latent gets
+its decoder row set to a unit vector ``(x - b_dec)/||x - b_dec||`` for an input ``x``
+drawn from ``resample_samples`` random rows with probability proportional to the square
+of its reconstruction loss ``1/2 ||x - xhat||^2``; its encoder column is the same vector
+scaled to 0.2 times the mean encoder-column norm of the alive latents, its bias is
+``-b_dec @ W_enc[:, k]`` and its Adam moments are reset. Resampling changes the
+trajectory, not the objective.
+
+Determinism: initialisation, batch order and resampling draw from one CPU
+``torch.Generator`` seeded with ``seed``, so a CPU run is bit-reproducible, and a run
+resumed from a checkpoint ends bit-identical to an uninterrupted one (checkpoints hold
+model, optimiser, scheduler, generator and sampler state, the dead-latent counters and
+the history).
+
+Distributed data parallel: launched under ``torchrun`` (``WORLD_SIZE > 1``), the process
+group is initialised if needed (gloo on CPU, nccl on CUDA) and kept for later calls; end
+the script with ``torch.distributed.barrier()`` and
+``torch.distributed.destroy_process_group()`` for a clean exit. Every rank draws the
+same global batch and takes its contiguous shard of it, the loss of each shard is
+weighted so that the averaged gradient is the gradient of the global-batch mean, and
+BatchTopK picks its threshold over the global batch. The result equals the
+single-process run with the same ``batch_size`` up to floating-point roundoff. Rank 0
+writes checkpoints; every rank returns the same result.
+
+Example (two CPU processes)::
+
+    torchrun --nproc-per-node=2 my_script.py   # my_script calls solvers.sgd.train
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from .torch_sae import ACTIVATIONS, TorchSAE, _Objective
+
+DECAYS = ("cosine", "linear", "constant")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_CHUNK_ROWS = 65536
+_DEVICE_DATA_LIMIT = 4 * 2**30  # in-memory data up to this size is copied to the device
+_CKPT = re.compile(r"^ckpt_(\d{8,})\.pt$")
+# Fields that change the trajectory: a checkpoint only resumes a run that agrees on them.
+_TRAJECTORY_FIELDS = (
+    "lam", "width", "steps", "batch_size", "lr", "seed", "warmup_steps", "decay",
+    "activation", "k", "l1_warmup_steps", "resample_dead_every", "dead_window",
+    "resample_samples", "jumprelu_threshold", "jumprelu_bandwidth", "dtype",
+)
+
+
+def _need_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"The '{name}' parameter must be an integer >= {minimum}. Got {value!r}.")
+
+
+def _need_float(name: str, value: Any, allow_zero: bool) -> None:
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        interval = "[0, inf)" if allow_zero else "(0, inf)"
+        raise ValueError(f"The '{name}' parameter must be a float in {interval}. Got {value!r}.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one SAE training run (the data and initial weights are passed apart).
+
+    Parameters
+    ----------
+    lam : float
+        Penalty weight: L1 (``relu``), L0 (``jumprelu``), unused by ``topk``/``batchtopk``.
+    width : int
+        Number of latents ``K``.
+    steps : int
+        Optimiser steps.
+    batch_size : int
+        Global batch size (all ranks together); capped at ``N``.
+    lr : float
+        Peak Adam learning rate.
+    seed : int
+        Seed of the generator for initialisation, batch order and resampling.
+    warmup_steps : int
+        Linear learning-rate warmup.
+    decay : {"cosine", "linear", "constant"}
+        Learning-rate shape after warmup (the first two reach 0 at ``steps``).
+    activation : {"relu", "topk", "batchtopk", "jumprelu"}
+    k : int, optional
+        Required by ``topk`` and ``batchtopk``.
+    l1_warmup_steps : int
+        Linear ramp of ``lam`` (0 = off); not the canonical objective during the ramp.
+    resample_dead_every : int
+        Resample dead latents every this many steps (0 = off).
+    dead_window : int
+        A latent that fired in none of the last ``dead_window`` batches is dead.
+    resample_samples : int
+        Rows scored when choosing resampling inputs.
+    jumprelu_threshold, jumprelu_bandwidth : float
+        Initial JumpReLU threshold and straight-through-estimator width.
+    dtype : {"float32", "float64"}
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+    checkpoint_dir : str, optional
+        Where checkpoints go (none when ``None``).
+    checkpoint_every : int
+        Steps between checkpoints (one is also written at the end).
+    keep_checkpoints : int
+        How many of the newest checkpoints to keep.
+    log_every : int
+        Steps between history records (one is also taken at the end).
+    quiet : bool
+        No progress bar.
+    """
+
+    lam: float
+    width: int
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+    warmup_steps: int = 0
+    decay: str = "cosine"
+    activation: str = "relu"
+    k: int | None = None
+    l1_warmup_steps: int = 0
+    resample_dead_every: int = 0
+    dead_window: int = 1000
+    resample_samples: int = 4096
+    jumprelu_threshold: float = 1e-3
+    jumprelu_bandwidth: float = 1e-3
+    dtype: str = "float32"
+    device: str = "cpu"
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 50
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        # Plain Python numbers throughout, so checkpoints load with weights_only=True.
+        for name in ("lam", "lr", "jumprelu_threshold", "jumprelu_bandwidth"):
+            _need_float(name, getattr(self, name), allow_zero=name == "lam")
+            object.__setattr__(self, name, float(getattr(self, name)))
+        for name, minimum in (
+            ("width", 1), ("steps", 0), ("batch_size", 1), ("seed", 0), ("warmup_steps", 0),
+            ("l1_warmup_steps", 0), ("resample_dead_every", 0), ("dead_window", 1),
+            ("resample_samples", 1), ("checkpoint_every", 1), ("keep_checkpoints", 1),
+            ("log_every", 1),
+        ):
+            _need_int(name, getattr(self, name), minimum)
+            object.__setattr__(self, name, int(getattr(self, name)))
+        for name, choices in (("decay", DECAYS), ("activation", ACTIVATIONS),
+                              ("dtype", tuple(DTYPES))):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"The '{name}' parameter must be one of {choices}. "
+                    f"Got {getattr(self, name)!r}."
+                )
+        if self.activation in ("topk", "batchtopk"):
+            _need_int("k", self.k, 1)
+            object.__setattr__(self, "k", int(self.k))
+            if self.k > self.width:
+                raise ValueError(f"The 'k' parameter must be <= width={self.width}. Got {self.k}.")
+        elif self.k is not None:
+            raise ValueError(
+                f"The 'k' parameter is only used by 'topk' and 'batchtopk'; leave it None for "
+                f"activation={self.activation!r}. Got {self.k!r}."
+            )
+
+
+# ---------------------------------------------------------------------------- data
+class _Data:
+    """Row access to an array, a ``.npy`` memory map or a tensor, without loading a map."""
+
+    def __init__(self, X: Any, dtype: torch.dtype, device: torch.device) -> None:
+        if isinstance(X, (str, os.PathLike)):
+            X = np.load(X, mmap_mode="r")
+        if isinstance(X, torch.Tensor):
+            X = X.detach()
+        elif not isinstance(X, np.ndarray):
+            X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
+            raise ValueError(
+                "The 'X' parameter must be a non-empty 2-D array (N, d). "
+                f"Got shape {tuple(X.shape)}."
+            )
+        self.source = X
+        self.n, self.d = int(X.shape[0]), int(X.shape[1])
+        self.dtype, self.device = dtype, device
+        self.resident: torch.Tensor | None = None
+        size = self.n * self.d * torch.empty((), dtype=dtype).element_size()
+        if not isinstance(X, np.memmap) and (device.type == "cpu" or size <= _DEVICE_DATA_LIMIT):
+            if isinstance(X, np.ndarray):
+                X = torch.from_numpy(X if X.flags.writeable else X.copy())
+            self.resident = X.to(device=device, dtype=dtype)
+
+    def _host_chunk(self, start: int, stop: int) -> np.ndarray:
+        chunk = self.source[start:stop]
+        if isinstance(chunk, torch.Tensor):
+            return chunk.to("cpu", torch.float64).numpy()
+        return np.asarray(chunk, dtype=np.float64)
+
+    def mean(self) -> np.ndarray:
+        """Exact float64 column means ``(d,)``, in chunks; checks finiteness on the way."""
+        total = np.zeros(self.d)
+        for start in range(0, self.n, _CHUNK_ROWS):
+            chunk = self._host_chunk(start, min(start + _CHUNK_ROWS, self.n))
+            if not np.all(np.isfinite(chunk)):
+                raise ValueError(
+                    "The 'X' parameter must contain only finite values. Got NaN or infinite "
+                    f"entries in rows [{start}, {start + chunk.shape[0]})."
+                )
+            total += chunk.sum(axis=0)
+        return total / self.n
+
+    def _to_device(self, host: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":  # pinned + non_blocking: no stream sync per step
+            return host.pin_memory().to(self.device, non_blocking=True)
+        return host
+
+    def rows(self, idx: np.ndarray) -> torch.Tensor:
+        """Rows ``idx`` as a ``(len(idx), d)`` tensor of the training dtype and device."""
+        if self.resident is not None:
+            return self.resident.index_select(0, self._to_device(torch.from_numpy(idx)))
+        host = torch.from_numpy(np.asarray(self.source[idx]))
+        return self._to_device(host).to(self.dtype)
+
+
+class _Sampler:
+    """Shuffled epochs without replacement; every epoch's permutation comes from a seed
+    drawn from the shared generator, so the state is two integers."""
+
+    def __init__(self, n: int, batch: int, generator: torch.Generator) -> None:
+        self.n, self.batch, self.generator = n, batch, generator
+        self.epoch_seed: int | None = None
+        self.pos = 0
+        self._perm: torch.Tensor | None = None
+
+    def _permute(self) -> None:
+        gen = torch.Generator().manual_seed(self.epoch_seed)
+        self._perm = torch.randperm(self.n, generator=gen)
+
+    def next(self) -> np.ndarray:
+        """Sorted int64 indices of the next global batch."""
+        if self.batch >= self.n:
+            return np.arange(self.n)
+        if self.epoch_seed is None or self.pos + self.batch > self.n:
+            self.epoch_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+            self.pos = 0
+            self._permute()
+        idx = self._perm[self.pos : self.pos + self.batch]
+        self.pos += self.batch
+        return np.sort(idx.numpy())
+
+    def state_dict(self) -> dict[str, int | None]:
+        return {"epoch_seed": self.epoch_seed, "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, int | None]) -> None:
+        self.epoch_seed, self.pos = state["epoch_seed"], int(state["pos"])
+        if self.epoch_seed is not None:
+            self._permute()
+
+
+@dataclass
+class _LRSchedule:
+    """Learning-rate multiplier for optimiser step ``i`` (0-based)."""
+
+    warmup: int
+    total: int
+    decay: str
+
+    def __call__(self, i: int) -> float:
+        if i < self.warmup:
+            return (i + 1) / self.warmup
+        if self.decay == "constant":
+            return 1.0
+        frac = min(1.0, (i - self.warmup) / max(1, self.total - self.warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * frac)) if self.decay == "cosine" else 1.0 - frac
+
+
+# ---------------------------------------------------------------------------- helpers
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> ``cuda`` when available else ``cpu``; under ``torchrun`` with CUDA,
+    the device of ``LOCAL_RANK``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def _dist_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_sum(values: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        dist.all_reduce(values)
+    return values
+
+
+def _global_idle(idle: torch.Tensor, world: int) -> torch.Tensor:
+    """Steps since each latent last fired on any rank."""
+    idle = idle.clone()
+    if world > 1:
+        dist.all_reduce(idle, op=dist.ReduceOp.MIN)
+    return idle
+
+
+def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _CKPT.match(p.name))]
+    return sorted(found)
+
+
+def _save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int) -> Path:
+    """Atomic write (temporary file, fsync, ``os.replace``), then prune old checkpoints."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"ckpt_{step:08d}.pt"
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt_", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    for _, old in _checkpoints(directory)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _progress(enabled: bool, total: int) -> AbstractContextManager[Any]:
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("SAE"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
+    )
+
+
+# ---------------------------------------------------------------------------- resampling
+@torch.no_grad()
+def _resample(model: TorchSAE, opt: torch.optim.Optimizer, data: _Data,
+              gen: torch.Generator, idle: torch.Tensor, config: TrainConfig,
+              world: int) -> int:
+    """Resample dead latents in place (module docstring); returns how many."""
+    dead = _global_idle(idle, world) >= config.dead_window
+    n_dead = int(dead.sum())
+    if n_dead == 0:
+        return 0
+    pool = np.sort(torch.randint(0, data.n, (config.resample_samples,), generator=gen).numpy())
+    x = data.rows(pool)
+    was_training = model.training
+    model.eval()
+    errors = []
+    for start in range(0, x.shape[0], 4096):
+        part = x[start : start + 4096]
+        errors.append(0.5 * ((part - model(part)[0]) ** 2).sum(dim=1))
+    model.train(was_training)
+    weights = torch.cat(errors).to("cpu", torch.float64) ** 2
+    if not float(weights.sum()) > 0:
+        weights = torch.ones_like(weights)
+    pick = torch.multinomial(weights, n_dead, replacement=True, generator=gen)
+    vecs = x[pick.to(x.device)] - model.b_dec
+    vecs = vecs / vecs.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    alive = ~dead
+    scale = model.W_enc[:, alive].norm(dim=0).mean() if bool(alive.any()) else 1.0
+    model.W_dec[dead] = vecs
+    model.W_enc[:, dead] = vecs.T * (0.2 * scale)
+    model.b_enc[dead] = -(model.b_dec @ model.W_enc[:, dead])
+    for param, where in ((model.W_enc, (slice(None), dead)), (model.b_enc, dead),
+                         (model.W_dec, dead)):
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in opt.state.get(param, {}):
+                opt.state[param][key][where] = 0
+    idle[dead] = 0
+    return n_dead
+
+
+# ---------------------------------------------------------------------------- training
+def train(
+    X: np.ndarray | torch.Tensor | str | os.PathLike,
+    config: TrainConfig,
+    init: dict[str, np.ndarray] | None = None,
+    *,
+    progress: bool | None = None,
+    resume: bool = False,
+    stop_after: int | None = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train a sparse autoencoder with Adam.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, d), Tensor, or path to a ``.npy`` file
+        Training data, one sample per row. A path (or an ``np.memmap``) is read batch
+        by batch and never loaded whole; an in-memory array is copied to the device
+        in ``config.dtype`` when it is on CPU or at most 4 GiB.
+    config : TrainConfig
+    init : dict, optional
+        Initial ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, d)``, ``b_dec (d,)``
+        (and ``threshold`` for jumprelu/batchtopk) instead of the default init.
+    progress : bool, optional
+        Show a rich progress bar (default: ``not config.quiet``; rank 0 only).
+    resume : bool
+        Continue from the newest checkpoint in ``config.checkpoint_dir`` if there is
+        one (the checkpoint must come from a run with the same trajectory settings and
+        data shape); start afresh otherwise.
+    stop_after : int, optional
+        Stop once this many steps are done (writing a checkpoint there), as if
+        interrupted; a later ``resume=True`` call finishes the run.
+    callback : callable, optional
+        ``callback(step, record)`` at every history record.
+
+    Returns
+    -------
+    dict
+        ``W_enc``, ``b_enc``, ``W_dec``, ``b_dec`` (float64 arrays, plus ``threshold``
+        for jumprelu/batchtopk); ``history``: dict of arrays ``step``, ``loss``
+        (training objective on the batch), ``l0``, ``explained_variance``,
+        ``dead_fraction``, ``lr``, ``lam``, ``time``; ``step``: steps completed.
+    """
+    if stop_after is not None:
+        _need_int("stop_after", stop_after, 0)
+    if init is not None and not {"W_enc", "b_enc", "W_dec", "b_dec"} <= set(init):
+        raise ValueError(
+            "The 'init' parameter must be a dict with keys 'W_enc', 'b_enc', 'W_dec' and "
+            f"'b_dec'. Got keys {sorted(init)}."
+        )
+    device = resolve_device(config.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        # Initialised once and left up for later calls (tearing it down and re-creating it
+        # on the launcher's store races between ranks); the launching script may call
+        # torch.distributed.destroy_process_group() when it is done.
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _train(X, config, init, device, progress, resume, stop_after, callback)
+
+
+def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
+           device: torch.device, progress: bool | None, resume: bool,
+           stop_after: int | None, callback: Callable[..., None] | None) -> dict[str, Any]:
+    rank, world = _dist_world()
+    dtype = DTYPES[config.dtype]
+    data = _Data(X, dtype, device)
+    batch = min(config.batch_size, data.n)
+    if batch < world:
+        raise ValueError(
+            f"The 'batch_size' parameter must be >= the number of processes ({world}). "
+            f"Got {batch}."
+        )
+    gen = torch.Generator().manual_seed(config.seed)
+    mean = data.mean()
+    model = TorchSAE(data.d, config.width, config.activation, config.k,
+                     threshold=config.jumprelu_threshold,
+                     bandwidth=config.jumprelu_bandwidth, dtype=dtype, device=device)
+    if init is None:
+        model.initialize(mean, gen)
+    else:
+        start = TorchSAE.from_arrays(
+            init["W_enc"], init["b_enc"], init["W_dec"], init["b_dec"], dtype, device,
+            activation=config.activation, k=config.k,
+            threshold=init.get("threshold", config.jumprelu_threshold
+                               if config.activation == "jumprelu" else None),
+            bandwidth=config.jumprelu_bandwidth)
+        if (start.d_in, start.width) != (data.d, config.width):
+            raise ValueError(
+                f"The 'init' parameter must hold weights of shape d={data.d}, "
+                f"K={config.width}. Got d={start.d_in}, K={start.width}."
+            )
+        model.load_state_dict(start.state_dict())
+    objective = _Objective(model)
+    net = objective
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        net = DistributedDataParallel(objective, device_ids=ids)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _LRSchedule(config.warmup_steps, config.steps, config.decay))
+    sampler = _Sampler(data.n, batch, gen)
+    idle = torch.zeros(config.width, dtype=torch.long, device=device)
+    history: list[dict[str, float]] = []
+    step, elapsed = 0, 0.0
+    ckdir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+
+    if resume and ckdir is not None and (found := _checkpoints(ckdir)):
+        state = torch.load(found[-1][1], map_location="cpu", weights_only=True)
+        mine = {f: getattr(config, f) for f in _TRAJECTORY_FIELDS}
+        if state["config"] != mine or tuple(state["data_shape"]) != (data.n, data.d):
+            diff = sorted(f for f in mine if state["config"].get(f) != mine[f])
+            raise ValueError(
+                f"The checkpoint {found[-1][1]} comes from a different run (differing "
+                f"settings: {diff or 'data shape'}). Use another 'checkpoint_dir' or "
+                "resume=False."
+            )
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        sampler.load_state_dict(state["sampler"])
+        idle = state["idle"].to(device)
+        history, step, elapsed = state["history"], int(state["step"]), float(state["elapsed"])
+
+    def checkpoint() -> None:
+        if ckdir is None or rank != 0:
+            return
+        state = {
+            "config": {f: getattr(config, f) for f in _TRAJECTORY_FIELDS},
+            "data_shape": (data.n, data.d), "step": step,
+            "elapsed": elapsed + time.perf_counter() - t0, "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "generator": gen.get_state(), "sampler": sampler.state_dict(),
+            "idle": idle.cpu(), "history": history,
+        }
+        _save_checkpoint(ckdir, step, state, config.keep_checkpoints)
+
+    stop = config.steps if stop_after is None else min(config.steps, stop_after)
+    show = (not config.quiet if progress is None else progress) and rank == 0
+    mean_t = torch.as_tensor(mean, dtype=dtype, device=device)
+    model.train()
+    t0 = time.perf_counter()
+    with _progress(show and step < stop, config.steps) as bar:
+        task = bar.add_task("train", total=config.steps, completed=step, stats="") if bar else None
+        while step < stop:
+            idx = sampler.next()
+            shard = np.array_split(idx, world)[rank] if world > 1 else idx
+            x = data.rows(shard)
+            lam_t = config.lam
+            if config.l1_warmup_steps:
+                lam_t = config.lam * min(1.0, (step + 1) / config.l1_warmup_steps)
+            out = net(x, lam_t)
+            loss = out.loss
+            if world > 1 and len(shard) * world != len(idx):
+                loss = loss * (len(shard) * world / len(idx))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            with torch.no_grad():
+                fired = out.codes.detach().amax(dim=0) > 0  # codes are >= 0
+                idle = torch.where(fired, torch.zeros_like(idle), idle + 1)
+            if config.resample_dead_every and step % config.resample_dead_every == 0 \
+                    and step < config.steps:
+                _resample(model, opt, data, gen, idle, config, world)
+            if step % config.log_every == 0 or step == config.steps:
+                record = _record(out, x, mean_t, idle, step, world, len(idx), config)
+                record.update(lr=sched.get_last_lr()[0], lam=lam_t,
+                              time=elapsed + time.perf_counter() - t0)
+                history.append(record)
+                if bar is not None:
+                    bar.update(task, stats=(
+                        f"loss {record['loss']:.4g}  L0 {record['l0']:.3g}  "
+                        f"EV {record['explained_variance']:.3f}  "
+                        f"dead {record['dead_fraction']:.3f}"))
+                if callback is not None:
+                    callback(step, record)
+            if step % config.checkpoint_every == 0 or step == stop:
+                checkpoint()
+            if bar is not None:
+                bar.update(task, advance=1)
+    model.eval()
+    result: dict[str, Any] = model.to_arrays()
+    keys = ("step", "loss", "l0", "explained_variance", "dead_fraction", "lr", "lam", "time")
+    result["history"] = {key: np.array([rec[key] for rec in history]) for key in keys}
+    result["step"] = step
+    return result
+
+
+@torch.no_grad()
+def _record(out: Any, x: torch.Tensor, mean: torch.Tensor, idle: torch.Tensor, step: int,
+            world: int, global_batch: int, config: TrainConfig) -> dict[str, float]:
+    """Batch statistics summed over ranks: loss, L0, explained variance, dead fraction."""
+    rows = x.shape[0]
+    sums = torch.stack([
+        out.loss.detach().to(torch.float64) * rows,
+        (out.codes > 0).sum().to(torch.float64),
+        ((x - out.recon) ** 2).sum().to(torch.float64),
+        ((x - mean) ** 2).sum().to(torch.float64),
+    ])
+    sums = _all_sum(sums, world).tolist()
+    dead = _global_idle(idle, world) >= min(config.dead_window, step)
+    return {
+        "step": step,
+        "loss": sums[0] / global_batch,
+        "l0": sums[1] / global_batch,
+        "explained_variance": 1.0 - sums[2] / sums[3] if sums[3] > 0 else float("nan"),
+        "dead_fraction": float(dead.to(torch.float64).mean()),
+    }
+
+
+__all__ = ["TrainConfig", "train", "resolve_device", "DECAYS", "DTYPES"]
