@@ -32,11 +32,13 @@ from .io import (
     total_variance,
 )
 from .sae import SAE, LossTerms, sae_loss, sae_loss_terms
+from .train import TrainResult, train_sae
 
 __all__ = [
     "BENCH_PRESETS",
     "LinearRepresentationBench",
     "ToyData",
+    "TrainResult",
     "dictionary_learning_to_canonical",
     "gt_recovery",
     "linear_representation_bench",
@@ -50,6 +52,7 @@ __all__ = [
     "sparsify_to_canonical",
     "to_canonical_loss",
     "total_variance",
+    "train_sae",
     "SAE",
     "AffineFrame",
     "AtomSet",

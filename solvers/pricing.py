@@ -38,7 +38,7 @@ import numpy as np
 
 ZERO_TOL = 1e-11
 RANK_TOL = 1e-10
-RECOMPUTE_BELOW = 1e-3
+RECOMPUTE_BELOW = 1e-4
 _TARGET_FLOATS = 4_000_000
 
 
@@ -231,6 +231,16 @@ def _pivot_frames(Y: np.ndarray, pivots: np.ndarray) -> tuple[np.ndarray, np.nda
     if r == 2:
         basis = np.broadcast_to(np.eye(2), (len(pivots), 2, 2))
         return origin, basis, np.ones(len(pivots), dtype=bool)
+    if r == 3:  # complement of one direction: two cross products (much cheaper than SVD)
+        D = Y[pivots[:, 1]] - origin
+        length = np.linalg.norm(D, axis=1)
+        a = D / np.where(length > 0, length, 1.0)[:, None]
+        helper = np.zeros_like(a)
+        helper[np.arange(len(a)), np.argmin(np.abs(a), axis=1)] = 1.0
+        e1 = np.cross(a, helper)
+        e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+        e2 = np.cross(a, e1)
+        return origin, np.stack([e1, e2], axis=2), length > RANK_TOL
     D = Y[pivots[:, 1:]] - origin[:, None, :]  # (B, r-2, r)
     _, s, vh = np.linalg.svd(D, full_matrices=True)
     basis = np.transpose(vh[:, r - 2 :, :], (0, 2, 1))  # (B, r, 2)
@@ -306,6 +316,29 @@ def _sweep_batch(Y, R, groups, pivots):
     return values, event_plane
 
 
+def _compiled_kernel():
+    try:
+        from ._sweep_numba import sweep_best
+    except ImportError:  # numba missing: the numpy sweep does the same work
+        return None
+    return sweep_best
+
+
+def _group_bounds(groups: Sequence[slice] | None, p: int) -> np.ndarray:
+    if groups is None:
+        return np.array([[0, p]], dtype=np.int64)
+    return np.array([g.indices(p)[:2] for g in groups], dtype=np.int64)
+
+
+def _plane(w: np.ndarray, enter: np.ndarray, basis: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Hyperplanes (m, r+1) of sweep events from their point's 2-D coordinates ``w (m, 2)``."""
+    sgn = np.where(enter == 1, 1.0, -1.0) / np.linalg.norm(w, axis=1)
+    nrm = np.stack([w[:, 1] * sgn, -w[:, 0] * sgn], axis=1)
+    normal = np.matmul(basis, nrm[..., None])[..., 0]
+    offset = -np.einsum("mr,mr->m", normal, origin)
+    return np.hstack([normal, offset[:, None]])
+
+
 def price_sweep(
     Y: np.ndarray,
     R: np.ndarray,
@@ -313,8 +346,12 @@ def price_sweep(
     groups: Sequence[slice] | None = None,
     top: int = 0,
     part: tuple[int, int] | None = None,
+    compiled: bool = True,
 ) -> PricingResult:
     """Exact pricing by rotating hyperplanes around ``r - 1`` pivot points (``r >= 2``).
+
+    ``compiled`` uses the numba kernel of :mod:`solvers._sweep_numba` when numba is
+    installed (the numpy implementation otherwise, and as an independent reference).
 
     Same contract as :func:`price_bruteforce`; ``O(C(N, r-1) N log N)`` work in batches
     of bounded memory. With ``part=(i, k)`` only every ``k``-th pivot batch (offset ``i``)
@@ -329,8 +366,21 @@ def price_sweep(
     batch = max(1, _TARGET_FLOATS // per_pivot)
     best = _TopK(top, r + 1)
     n_cand = 0
+    kernel = _compiled_kernel() if compiled else None
+    if kernel is not None:
+        batch = max(1, _TARGET_FLOATS // (3 * n))
     for index, pivots in enumerate(subset_batches(n, r - 1, batch)):
         if part is not None and index % part[1] != part[0] % part[1]:
+            continue
+        if kernel is not None:
+            origin, basis, pivot_ok = _pivot_frames(Y, pivots)
+            W = np.matmul(Y[None, :, :] - origin[:, None, :], basis)
+            valid = (np.sqrt(W[..., 0] ** 2 + W[..., 1] ** 2) > RANK_TOL) & pivot_ok[:, None]
+            bounds = _group_bounds(groups, R.shape[1])
+            row_best, j, enter = kernel(W, valid, R, bounds, RECOMPUTE_BELOW, ZERO_TOL)
+            n_cand += len(pivots) * 2 * (n - 1)
+            best.push(row_best, lambda idx, W=W, j=j, e=enter, o=origin, bs=basis: _plane(
+                W[idx, j[idx]], e[idx], bs[idx], o[idx]))
             continue
         values, event_plane = _sweep_batch(Y, R, groups, pivots)
         n_cand += values.size

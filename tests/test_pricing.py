@@ -21,8 +21,10 @@ def test_sweep_matches_bruteforce(seed, n, r):
     R = rng.normal(size=(Y.shape[0], 3))
     R -= R.mean(axis=0)
     a = price_bruteforce(Y, R).max_value
-    b = price_sweep(Y, R).max_value
-    assert b == pytest.approx(a, rel=1e-9, abs=1e-12)
+    compiled = price_sweep(Y, R).max_value
+    plain = price_sweep(Y, R, compiled=False).max_value
+    assert compiled == pytest.approx(a, rel=1e-9, abs=1e-12)
+    assert plain == pytest.approx(a, rel=1e-9, abs=1e-12)
 
 
 def test_enumerated_atoms_give_the_same_maximum(rng):
@@ -66,7 +68,9 @@ def test_degenerate_points_collinear_and_duplicates(rng):
     Y = np.array([[0, 0], [1, 1], [2, 2], [0, 1], [1, 0], [1, 0], [0.5, 0.5]], float)
     Y = (Y - Y.mean(0)) / np.linalg.norm(Y - Y.mean(0), axis=1).max()
     R = rng.normal(size=(7, 2))
-    assert price_sweep(Y, R).max_value == pytest.approx(price_bruteforce(Y, R).max_value, rel=1e-10)
+    exact = price_bruteforce(Y, R).max_value
+    assert price_sweep(Y, R).max_value == pytest.approx(exact, rel=1e-10)
+    assert price_sweep(Y, R, compiled=False).max_value == pytest.approx(exact, rel=1e-10)
 
 
 def test_crosscoder_groups_take_the_max_over_layers(rng):
@@ -78,3 +82,6 @@ def test_crosscoder_groups_take_the_max_over_layers(rng):
     second = price_bruteforce(Y, R[:, 2:]).max_value
     assert both == pytest.approx(max(first, second), rel=1e-12)
     assert price_sweep(Y, R, groups=groups).max_value == pytest.approx(both, rel=1e-9)
+    assert price_sweep(Y, R, groups=groups, compiled=False).max_value == pytest.approx(
+        both, rel=1e-9
+    )

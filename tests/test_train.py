@@ -1,0 +1,332 @@
+"""The SGD trainer: determinism, descent, resume, memory maps, DDP, activations, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from convexdict import SAE, sae_loss
+from convexdict.cli import main
+from convexdict.train import TrainResult, train_sae
+from solvers.sgd import TrainConfig, train
+
+WEIGHTS = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+
+def _toy(n: int = 240, d: int = 5, seed: int = 0) -> np.ndarray:
+    """Sparse non-negative combinations of a few directions plus a little noise."""
+    rng = np.random.default_rng(seed)
+    atoms = rng.normal(size=(6, d))
+    codes = rng.exponential(size=(n, 6)) * (rng.random((n, 6)) < 0.3)
+    return codes @ atoms + 0.05 * rng.normal(size=(n, d)) + 1.0
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    for name in WEIGHTS:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def _as_sae(out: dict) -> SAE:
+    return SAE(*(out[name] for name in WEIGHTS))
+
+
+# ---------------------------------------------------------------------------- determinism
+def test_same_seed_same_weights_different_seed_different() -> None:
+    X = _toy()
+    kw = {"steps": 40, "batch_size": 32, "device": "cpu"}
+    a = train_sae(X, 0.1, 8, seed=3, **kw)
+    b = train_sae(X, 0.1, 8, seed=3, **kw)
+    c = train_sae(X, 0.1, 8, seed=4, **kw)
+    for name in WEIGHTS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert not np.allclose(a.W_dec, c.W_dec)
+
+
+def test_training_decreases_the_canonical_loss() -> None:
+    X, lam = _toy(), 0.05
+    config = TrainConfig(lam=lam, width=8, steps=0, batch_size=64, quiet=True, dtype="float64")
+    init = _as_sae(train(X, config))
+    np.testing.assert_allclose(init.b_dec, X.mean(axis=0))
+    np.testing.assert_allclose(init.decoder_norms(), 1.0)
+    result = train_sae(X, lam, 8, steps=300, batch_size=64, lr=3e-3, device="cpu",
+                       dtype="float64", return_history=True, log_every=50)
+    assert isinstance(result, TrainResult) and result.certifiable
+    assert sae_loss(result.sae, X, lam) < 0.5 * sae_loss(init, X, lam)
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert list(result.history["step"]) == [50, 100, 150, 200, 250, 300]
+    metrics = result.evaluate(X, lam)
+    assert metrics["loss"] == pytest.approx(sae_loss(result.sae, X, lam), rel=1e-12)
+    assert 0.5 < metrics["explained_variance"] <= 1.0
+
+
+def test_init_weights_are_used_and_validated() -> None:
+    X = _toy(n=50)
+    rng = np.random.default_rng(1)
+    init = {"W_enc": rng.normal(size=(5, 3)), "b_enc": rng.normal(size=3),
+            "W_dec": rng.normal(size=(3, 5)), "b_dec": rng.normal(size=5)}
+    config = TrainConfig(lam=0.1, width=3, steps=0, dtype="float64", quiet=True)
+    _assert_same(train(X, config, init=init), init)
+    with pytest.raises(ValueError, match="'init'"):
+        train(X, config, init={"W_enc": init["W_enc"]})
+    with pytest.raises(ValueError, match="'init'"):
+        train(X, TrainConfig(lam=0.1, width=4, steps=0, quiet=True), init=init)
+
+
+# ---------------------------------------------------------------------------- resume
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("activation", ["relu", "batchtopk"])
+def test_kill_and_resume_is_bit_identical(tmp_path: Path, activation: str) -> None:
+    X = _toy()
+    k = 2 if activation == "batchtopk" else None
+    common = {"lam": 0.05, "width": 8, "steps": 60, "batch_size": 48, "lr": 3e-3,
+              "warmup_steps": 5, "l1_warmup_steps": 10, "resample_dead_every": 20,
+              "dead_window": 5, "activation": activation, "k": k, "log_every": 7,
+              "quiet": True, "checkpoint_every": 10}
+    reference = train(X, TrainConfig(**common))
+    config = TrainConfig(**common, checkpoint_dir=str(tmp_path))
+
+    def crash(step: int, record: dict) -> None:
+        if step >= 35:  # the last checkpoint is at step 30: steps 31..35 are lost
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        train(X, config, callback=crash)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["ckpt_00000020.pt", "ckpt_00000030.pt"]  # atomic, pruned, no .tmp
+    partial = train(X, config, resume=True, stop_after=45)  # a second interruption
+    assert partial["step"] == 45
+    resumed = train(X, config, resume=True)
+    assert resumed["step"] == 60
+    _assert_same(resumed, reference)
+    for key, values in reference["history"].items():
+        if key != "time":
+            np.testing.assert_array_equal(resumed["history"][key], values, err_msg=key)
+
+
+def test_resume_refuses_a_different_run(tmp_path: Path) -> None:
+    X = _toy()
+    train(X, TrainConfig(lam=0.1, width=4, steps=10, quiet=True, checkpoint_dir=str(tmp_path)))
+    other = TrainConfig(lam=0.2, width=4, steps=10, quiet=True, checkpoint_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="lam"):
+        train(X, other, resume=True)
+
+
+# ---------------------------------------------------------------------------- memmap
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_memmap_input_matches_in_memory(tmp_path: Path, dtype: str) -> None:
+    X = _toy(n=300).astype(dtype)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    kw = {"steps": 30, "batch_size": 40, "device": "cpu", "dtype": dtype}
+    a = train_sae(X, 0.1, 6, **kw)
+    b = train_sae(str(path), 0.1, 6, **kw)
+    c = train_sae(np.load(path, mmap_mode="r"), 0.1, 6, **kw)
+    for name in WEIGHTS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        np.testing.assert_array_equal(getattr(a, name), getattr(c, name))
+
+
+# ---------------------------------------------------------------------------- DDP
+_DDP_SCRIPT = """
+import os, sys
+import numpy as np
+import torch
+from solvers.sgd import TrainConfig, train
+
+X = np.load(sys.argv[1])
+for name, kw in (("relu", {}), ("batchtopk", {"activation": "batchtopk", "k": 2})):
+    cfg = TrainConfig(lam=0.05, width=6, steps=25, batch_size=33, lr=3e-3, dtype="float64",
+                      quiet=True, seed=5, log_every=5, resample_dead_every=10,
+                      dead_window=3, **kw)
+    out = train(X, cfg)
+    if int(os.environ["RANK"]) == 0:
+        np.savez(os.path.join(sys.argv[2], name + ".npz"),
+                 **{k: v for k, v in out.items() if k not in ("history", "step")},
+                 loss=out["history"]["loss"])
+torch.distributed.barrier()  # a clean gloo shutdown: without it the exit may abort
+torch.distributed.destroy_process_group()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
+    """Two CPU ranks (gloo), launched the way torchrun launches them (RANK, WORLD_SIZE,
+    MASTER_ADDR/PORT in the environment; without torchrun's agent process, to save a
+    torch import), against one process on the same global batches. The batch of 33
+    splits 17/16, so the shard weighting is exercised too."""
+    X = _toy(n=200)
+    np.save(tmp_path / "x.npy", X)
+    script = tmp_path / "ddp.py"
+    script.write_text(textwrap.dedent(_DDP_SCRIPT))
+    port = _free_port()
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank),
+               "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "x.npy"), str(tmp_path)], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        logs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(logs)[-3000:]
+    for name, kw in (("relu", {}), ("batchtopk", {"activation": "batchtopk", "k": 2})):
+        cfg = TrainConfig(lam=0.05, width=6, steps=25, batch_size=33, lr=3e-3,
+                          dtype="float64", quiet=True, seed=5, log_every=5,
+                          resample_dead_every=10, dead_window=3, **kw)
+        single = train(X, cfg)
+        with np.load(tmp_path / f"{name}.npz") as ddp:
+            for key in (*WEIGHTS, *(["threshold"] if "k" in kw else [])):
+                np.testing.assert_allclose(ddp[key], single[key], rtol=0, atol=1e-10,
+                                           err_msg=f"{name}: {key}")
+            np.testing.assert_allclose(ddp["loss"], single["history"]["loss"], atol=1e-10)
+
+
+# ---------------------------------------------------------------------------- activations
+def test_topk_batchtopk_jumprelu_give_the_sparsity_they_promise() -> None:
+    X = _toy()
+    kw = {"steps": 40, "batch_size": 48, "device": "cpu", "return_history": True}
+    topk = train_sae(X, 0.0, 10, activation="topk", k=3, **kw)
+    assert not topk.certifiable and topk.k == 3 and topk.threshold is None
+    codes = topk.encode(X)
+    assert (codes >= 0).all() and np.count_nonzero(codes, axis=1).max() <= 3
+    assert np.all(topk.history["l0"] <= 3)
+
+    batch = train_sae(X, 0.0, 10, activation="batchtopk", k=3, **kw)
+    assert np.all(batch.history["l0"] <= 3 + 1e-12)  # exactly k on average at train time
+    assert np.all(batch.history["l0"] > 2.5)
+    assert batch.threshold.shape == () and float(batch.threshold) > 0
+    pre = X @ batch.sae.W_enc + batch.sae.b_enc
+    np.testing.assert_array_equal(batch.encode(X), np.where(pre > batch.threshold, pre, 0))
+
+    jump = train_sae(X, 0.01, 10, activation="jumprelu", **kw)
+    theta = jump.threshold
+    assert theta.shape == (10,) and np.all(theta > 0)
+    pre = X @ jump.sae.W_enc + jump.sae.b_enc
+    np.testing.assert_array_equal(jump.encode(X) > 0, pre > theta)
+    assert jump.evaluate(X, 0.01)["l0"] == pytest.approx(np.mean((pre > theta).sum(axis=1)))
+
+
+# ---------------------------------------------------------------------------- validation
+_X = _toy(n=20)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "name"),
+    [
+        ((_X, -1.0, 4), {}, "lam"),
+        ((_X, float("nan"), 4), {}, "lam"),
+        ((_X, 0.1, 0), {}, "width"),
+        ((_X, 0.1, 2.5), {}, "width"),
+        ((_X, 0.1, 4), {"steps": 0}, "steps"),
+        ((_X, 0.1, 4), {"batch_size": 0}, "batch_size"),
+        ((_X, 0.1, 4), {"lr": 0.0}, "lr"),
+        ((_X, 0.1, 4), {"seed": -1}, "seed"),
+        ((_X, 0.1, 4), {"dtype": "float16"}, "dtype"),
+        ((_X, 0.1, 4), {"activation": "gelu"}, "activation"),
+        ((_X, 0.1, 4), {"k": 2}, "k"),
+        ((_X, 0.1, 4), {"activation": "topk"}, "k"),
+        ((_X, 0.1, 4), {"activation": "topk", "k": 5}, "k"),
+        ((_X, 0.1, 4), {"device": "tpu"}, "device"),
+        ((_X, 0.1, 4), {"resume": True}, "resume"),
+        ((_X, 0.1, 4), {"decay": "exponential"}, "decay"),
+        ((_X, 0.1, 4), {"warmup_steps": -1}, "warmup_steps"),
+        ((_X[0], 0.1, 4), {}, "X"),
+        ((np.where(_X > 1.5, np.nan, _X), 0.1, 4), {}, "X"),
+        (("missing.txt", 0.1, 4), {}, "X"),
+    ],
+)
+def test_bad_arguments_name_the_argument(args: tuple, kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=f"'{name}'"):
+        train_sae(*args, steps=kwargs.pop("steps", 2), device=kwargs.pop("device", "cpu"),
+                  **kwargs)
+
+
+def test_unknown_keyword_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="l2"):
+        train_sae(_X, 0.1, 4, steps=2, device="cpu", l2=1.0)
+
+
+def test_cuda_request_without_cuda_is_explained() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="'device'.*torch.cuda.is_available"):
+        train_sae(_X, 0.1, 4, device="cuda")
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_train_writes_outputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    X = _toy(n=100)
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "run"
+    code = main(["train", str(tmp_path / "x.npy"), "--lam", "0.05", "--width", "6",
+                 "--steps", "30", "--batch-size", "32", "--device", "cpu", "--quiet",
+                 "--out", str(out)])
+    assert code == 0
+    assert "trained relu SAE" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("loss", "l0", "explained_variance", "dead_fraction", "steps", "time_s"):
+        assert key in summary
+    assert summary["steps"] == 30
+    sae = SAE.load(str(out)) if (out / "cfg.json").exists() else SAE(
+        **{k: v for k, v in np.load(out / "sae.npz").items()})
+    assert summary["loss"] == pytest.approx(sae_loss(sae, X, 0.05), rel=1e-9)
+    assert set(np.load(out / "history.npz").files) >= {"step", "loss", "l0"}
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_cli_bad_lam_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    np.save(tmp_path / "x.npy", _toy(n=30))
+    code = main(["train", str(tmp_path / "x.npy"), "--lam", "-1", "--width", "4",
+                 "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'lam'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_reads_npz_and_csv_without_a_datasets_module(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from convexdict.cli import train as cli_train
+
+    real = cli_train.importlib.util.find_spec
+    monkeypatch.setattr(cli_train.importlib.util, "find_spec",
+                        lambda name: None if name == "convexdict.datasets" else real(name))
+    X = _toy(n=12)
+    np.savez(tmp_path / "a.npz", other=np.zeros(3), X=X)
+    np.savetxt(tmp_path / "b.csv", X, delimiter=",", header="a,b,c,d,e", comments="")
+    np.testing.assert_array_equal(cli_train.load_data(str(tmp_path / "a.npz")), X)
+    np.testing.assert_allclose(cli_train.load_data(str(tmp_path / "b.csv")), X)
+    np.save(tmp_path / "c.npy", X)
+    assert isinstance(cli_train.load_data(str(tmp_path / "c.npy")), np.memmap)
+
+
+# ---------------------------------------------------------------------------- GPU
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_float64_matches_cpu() -> None:
+    X = _toy()
+    kw = {"steps": 30, "batch_size": 48, "dtype": "float64"}
+    cpu = train_sae(X, 0.05, 8, device="cpu", **kw)
+    gpu = train_sae(X, 0.05, 8, device="cuda", **kw)
+    np.testing.assert_allclose(gpu.W_dec, cpu.W_dec, atol=1e-8)
