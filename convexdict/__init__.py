@@ -10,7 +10,7 @@ from .bounds import (
     joint_wide_limit,
     lam_max,
 )
-from .certify import Certificate, certify, sae_from_solution
+from .certify import Certificate, certify, encoder_from_hyperplanes, sae_from_solution
 from .datasets import (
     BENCH_PRESETS,
     LinearRepresentationBench,
@@ -22,6 +22,14 @@ from .datasets import (
     load_toy,
     mean_max_inner_product,
 )
+from .family import (
+    Crosscoder,
+    Transcoder,
+    crosscoder_loss,
+    crosscoder_loss_terms,
+    transcoder_loss,
+    transcoder_loss_terms,
+)
 from .io import (
     dictionary_learning_to_canonical,
     load_sae,
@@ -31,10 +39,19 @@ from .io import (
     to_canonical_loss,
     total_variance,
 )
+from .path import certify_path
 from .sae import SAE, LossTerms, sae_loss, sae_loss_terms
 from .train import TrainResult, train_sae
 
 __all__ = [
+    "Crosscoder",
+    "Transcoder",
+    "certify_path",
+    "crosscoder_loss",
+    "crosscoder_loss_terms",
+    "encoder_from_hyperplanes",
+    "transcoder_loss",
+    "transcoder_loss_terms",
     "BENCH_PRESETS",
     "LinearRepresentationBench",
     "ToyData",

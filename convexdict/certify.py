@@ -38,6 +38,7 @@ from .atoms import (
     enumerate_atoms,
 )
 from .bounds import dual_certificate, joint_bound
+from .family import Crosscoder, Transcoder, crosscoder_loss, transcoder_loss
 from .sae import SAE, sae_loss
 
 MAX_SWEEP_EVENTS = 4_000_000_000
@@ -59,8 +60,8 @@ class Certificate:
         ``upper_bound - lower_bound``.
     certified : bool
         ``gap <= tol * max(1, |upper_bound|)``.
-    sae : SAE or None
-        The explicit SAE attaining ``upper_bound`` (width ``width``), or None.
+    sae : SAE, Transcoder, Crosscoder or None
+        The explicit model attaining ``upper_bound`` (width ``width``), or None.
     width_needed : int
         ``K*``: number of latents of the optimal SAE found (nonzero groups of (P)).
     joint_bound : float
@@ -85,11 +86,13 @@ class Certificate:
     solver: str
     status: str
     message: str
+    kind: str = "sae"
     optimum_sae: SAE | None = None
     n_samples: int = 0
     d: int = 0
     rank: int = 0
     n_active_atoms: int = 0
+    active_hyperplanes: np.ndarray = field(default_factory=lambda: np.empty((0, 1)), repr=False)
     max_price_ratio: float = float("nan")
     pricing_method: str = ""
     solver_statuses: list[str] = field(default_factory=list)
@@ -106,7 +109,8 @@ class Certificate:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (weights excluded)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("sae", "optimum_sae", "rounds")}
+        skip = ("sae", "optimum_sae", "rounds", "active_hyperplanes")
+        out = {k: v for k, v in asdict(self).items() if k not in skip}
         out["relative_gap"] = self.relative_gap
         out["rounds"] = [asdict(r) for r in self.rounds]
         for key, value in out.items():
@@ -124,14 +128,32 @@ class Certificate:
         )
 
 
+def encoder_from_hyperplanes(
+    X: np.ndarray, frame: AffineFrame, hyperplanes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder ``(W_enc (d, K), b_enc (K,))`` whose latent ``k`` has activation ``e_k``.
+
+    Lift each hyperplane ``u`` to the input space, ``s = sum(relu(Xt u))``,
+    ``W_enc[:, k] = u[:d] / s``, ``b_enc[k] = u[d] / s`` (THEORY section 3, exactness).
+    """
+    d = X.shape[1]
+    k = len(hyperplanes)
+    if k == 0:
+        return np.zeros((d, 0)), np.zeros(0)
+    if frame.rank == 0:
+        U = np.zeros((k, d + 1))
+        U[:, -1] = 1.0
+    else:
+        U = frame.lift(hyperplanes)
+    s = np.maximum(X @ U[:, :d].T + U[:, d], 0.0).sum(axis=0)
+    return (U[:, :d] / s[:, None]).T, U[:, d] / s
+
+
 def sae_from_solution(
     X: np.ndarray, frame: AffineFrame, hyperplanes: np.ndarray, G: np.ndarray, b: np.ndarray
 ) -> SAE:
-    """Map a solution of (P) back to an explicit SAE (THEORY section 3, exactness).
-
-    For atom ``u`` (reduced coordinates) with decoder group ``g``: lift ``u`` to the input
-    space, ``s = sum(relu(Xt u))``, ``W_enc[:, k] = u[:d] / s``, ``b_enc[k] = u[d] / s``,
-    ``W_dec[k] = g``, ``b_dec = b``.
+    """Map a solution of (P) back to an explicit SAE: encoder from the atoms'
+    hyperplanes (:func:`encoder_from_hyperplanes`), ``W_dec[k] = g_k``, ``b_dec = b``.
 
     Parameters
     ----------
@@ -141,16 +163,10 @@ def sae_from_solution(
     G : ndarray of shape (K, d)
     b : ndarray of shape (d,)
     """
-    d = X.shape[1]
     if len(G) == 0:
         return SAE.zeros(b)
-    if frame.rank == 0:
-        U = np.zeros((len(G), d + 1))
-        U[:, -1] = 1.0
-    else:
-        U = frame.lift(hyperplanes)
-    s = np.maximum(X @ U[:, :d].T + U[:, d], 0.0).sum(axis=0)
-    return SAE((U[:, :d] / s[:, None]).T, U[:, d] / s, G, b)
+    W_enc, b_enc = encoder_from_hyperplanes(X, frame, hyperplanes)
+    return SAE(W_enc, b_enc, G, b)
 
 
 def _pruned(G: np.ndarray, scale: float) -> np.ndarray:
@@ -184,6 +200,73 @@ def _progress_callback(enabled: bool, lam: float):
     return progress, callback
 
 
+@dataclass(frozen=True)
+class _Task:
+    """What is being certified: the encoder input, the target and its column groups."""
+
+    kind: str  # "sae", "transcoder" or "crosscoder"
+    X: np.ndarray
+    T: np.ndarray
+    groups: list[slice] | None
+
+    def model(self, W_enc, b_enc, G, b):
+        if self.kind == "sae":
+            return SAE(W_enc, b_enc, G, b) if len(G) else SAE.zeros(b)
+        if self.kind == "transcoder":
+            return Transcoder(W_enc, b_enc, G, b)
+        return Crosscoder(W_enc, b_enc, tuple(G[:, g] for g in self.groups),
+                          tuple(b[g] for g in self.groups))
+
+    def loss_and_residual(self, model) -> tuple[float, np.ndarray]:
+        if self.kind == "sae":
+            return sae_loss(model, self.X, self.lam), self.X - model.reconstruct(self.X)
+        if self.kind == "transcoder":
+            loss = transcoder_loss(model, self.X, self.T, self.lam)
+            return loss, self.T - model.predict(self.X)
+        layers = [self.T[:, g] for g in self.groups]
+        loss = crosscoder_loss(model, self.X, layers, self.lam)
+        return loss, self.T - np.hstack(model.predict(self.X))
+
+    def joint_bound(self) -> float:
+        if self.groups is None:
+            return joint_bound(self.T, self.lam)
+        return sum(joint_bound(self.T[:, g], self.lam) for g in self.groups)
+
+    lam: float = 0.0
+
+
+def _task(X, lam, target, targets) -> _Task:
+    if target is not None and targets is not None:
+        raise ValueError(
+            "The 'target' and 'targets' parameters are exclusive: pass target=Y for a "
+            "transcoder or targets=[Y_1, ...] for a crosscoder. Got both."
+        )
+    if target is not None:
+        T = check_matrix("target", target)
+        if T.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"The 'target' parameter must have {X.shape[0]} rows like X. Got shape {T.shape}."
+            )
+        return _Task("transcoder", X, T, None, lam)
+    if targets is not None:
+        if isinstance(targets, np.ndarray) or len(targets) == 0:
+            raise ValueError(
+                "The 'targets' parameter must be a non-empty list of (N, d_l) arrays. "
+                f"Got {type(targets).__name__}."
+            )
+        layers = [check_matrix(f"targets[{i}]", Y) for i, Y in enumerate(targets)]
+        for i, Y in enumerate(layers):
+            if Y.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"The 'targets[{i}]' parameter must have {X.shape[0]} rows. "
+                    f"Got shape {Y.shape}."
+                )
+        bounds = np.cumsum([0] + [Y.shape[1] for Y in layers])
+        groups = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return _Task("crosscoder", X, np.hstack(layers), groups, lam)
+    return _Task("sae", X, X, None, lam)
+
+
 def certify(
     X: np.ndarray,
     lam: float,
@@ -195,13 +278,16 @@ def certify(
     max_rounds: int = 200,
     atoms_per_round: int = 50,
     progress: bool = False,
+    target: np.ndarray | None = None,
+    targets: list[np.ndarray] | None = None,
+    warm_start: Certificate | None = None,
 ) -> Certificate:
     """Certified global optimum of the canonical SAE objective.
 
     Parameters
     ----------
     X : ndarray of shape (N, d)
-        Data, one sample per row.
+        Data, one sample per row (the encoder's input).
     lam : float
         L1 penalty (> 0).
     width : int, optional
@@ -217,10 +303,19 @@ def certify(
         Column-generation limits.
     progress : bool
         Show a progress display over column-generation rounds.
+    target : ndarray of shape (N, d_out), optional
+        Certify a **transcoder** (encode ``X``, reconstruct ``target``).
+    targets : list of ndarray of shape (N, d_l), optional
+        Certify a **crosscoder** (one decoder per target, penalty summed over layers).
+    warm_start : Certificate, optional
+        A certificate on the same ``X`` (e.g. at a nearby ``lam``): its active atoms seed
+        column generation.
 
     Returns
     -------
     Certificate
+        ``sae`` is an :class:`SAE`, a :class:`~convexdict.family.Transcoder` or a
+        :class:`~convexdict.family.Crosscoder`.
 
     Examples
     --------
@@ -240,6 +335,7 @@ def certify(
         width = check_int("width", width, minimum=0)
     max_rounds = check_int("max_rounds", max_rounds, minimum=1)
     atoms_per_round = check_int("atoms_per_round", atoms_per_round, minimum=1)
+    task = _task(X, lam, target, targets)
 
     n, d = X.shape
     frame = affine_frame(X)
@@ -259,11 +355,26 @@ def certify(
             f"{r} need about {sweep_cost(n, r):.2e} sweep events (limit {MAX_SWEEP_EVENTS:.0e}). "
             "convexdict.joint_bound(X, lam) gives a valid lower bound at any size."
         )
-    joint = joint_bound(X, lam)
+    joint = task.joint_bound()
 
     def atoms_fn(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         atoms = atoms_from_hyperplanes(Y, U)
         return atoms.hyperplanes, atoms.E
+
+    initial = None
+    if warm_start is not None and len(warm_start.active_hyperplanes):
+        if warm_start.n_samples != n or warm_start.rank != r:
+            raise ValueError(
+                "The 'warm_start' parameter must be a certificate on the same X. "
+                f"Got one for N={warm_start.n_samples}, rank {warm_start.rank}."
+            )
+        # Seed with the previous optimum's atoms plus the atoms its residual already
+        # violates at the new lam (one pricing; e.g. the atoms entering as lam falls).
+        _, previous = task.loss_and_residual(warm_start.optimum_sae)
+        previous = previous - previous.mean(axis=0)
+        priced = price(Y, previous, groups=task.groups, top=4 * atoms_per_round)
+        entering = priced.hyperplanes[priced.values > lam]
+        initial = atoms_fn(np.vstack([warm_start.active_hyperplanes, entering]))
 
     rounds: list[CGRound] = []
     statuses: list[str] = []
@@ -271,17 +382,21 @@ def certify(
     try:
         if method == "direct":
             atoms = enumerate_atoms(Y)
-            sol = GroupLassoProblem(atoms.E, X).solve(lam, solver)
+            sol = GroupLassoProblem(atoms.E, task.T, task.groups).solve(lam, solver)
             U_act, E_act = atoms.hyperplanes, atoms.E
             t_master, statuses, converged = sol.solve_time, [sol.status], True
         else:
             display, callback = _progress_callback(progress, lam)
             try:
                 result = column_generation(
-                    X,
+                    task.T,
                     lam,
-                    price_fn=lambda R, top, part: price(Y, R, top=top, part=part),
+                    price_fn=lambda R, top, part: price(
+                        Y, R, groups=task.groups, top=top, part=part
+                    ),
                     atoms_fn=atoms_fn,
+                    initial=initial,
+                    groups=task.groups,
                     solver=solver,
                     tol=tol / 10,
                     max_rounds=max_rounds,
@@ -301,18 +416,20 @@ def certify(
         sol, converged = None, False
         statuses.append(f"failed: {exc}")
 
+    p = task.T.shape[1]
     if sol is None:
-        sol = GroupLassoSolution(X.mean(axis=0), np.zeros((0, d)), "failed", solver, 0.0)
+        sol = GroupLassoSolution(task.T.mean(axis=0), np.zeros((0, p)), "failed", solver, 0.0)
         U_act = np.empty((0, r + 1))
     keep = _pruned(sol.G, frame.scale)
-    optimum = sae_from_solution(X, frame, U_act[keep], sol.G[keep], sol.b)
-    k_star = optimum.width
+    W_enc, b_enc = encoder_from_hyperplanes(X, frame, U_act[keep])
+    optimum = task.model(W_enc, b_enc, sol.G[keep], sol.b)
+    k_star = int(keep.sum())
 
     t_verify0 = time.perf_counter()
-    upper = sae_loss(optimum, X, lam)
+    upper, residual = task.loss_and_residual(optimum)
     verify_method = "bruteforce" if n_atoms * n <= _BRUTE_VERIFY_LIMIT else "auto"
     dual = dual_certificate(
-        X, lam, X - optimum.reconstruct(X), method=verify_method, frame=frame
+        X, lam, residual, target=task.T, groups=task.groups, method=verify_method, frame=frame
     )
     t_verify = time.perf_counter() - t_verify0
     lower = dual.value
@@ -324,25 +441,27 @@ def certify(
         message += "; column generation stopped before pricing converged"
     if sol.status == "failed":
         message = "every solver failed; only the lower bound is valid"
-    sae: SAE | None = optimum
-    if width is not None and ok:
-        if width >= k_star:
-            sae = optimum.padded(width)
+    model = optimum
+    if width is not None and width >= k_star:
+        if task.kind == "sae":
+            model = optimum.padded(width)
         else:
-            sae, upper, gap, ok = None, float("inf"), float("inf"), False
-            message = (
-                f"width {width} < K* = {k_star}: only the lower bound is known at this width "
-                "(the certified optimum needs more latents)"
-            )
-    elif width is not None and width < k_star:
-        sae, upper, gap = None, float("inf"), float("inf")
-        message += f"; width {width} < K* = {k_star}: only the lower bound is known"
+            pad = width - k_star
+            W_pad = np.hstack([W_enc, np.zeros((d, pad))])
+            G_pad = np.vstack([sol.G[keep], np.zeros((pad, p))])
+            model = task.model(W_pad, np.concatenate([b_enc, -np.ones(pad)]), G_pad, sol.b)
+    elif width is not None:
+        model, upper, gap, ok = None, float("inf"), float("inf"), False
+        message = (
+            f"width {width} < K* = {k_star}: only the lower bound is known at this width "
+            "(the certified optimum needs more latents)"
+        )
     return Certificate(
         lower_bound=lower,
         upper_bound=upper,
         gap=gap,
         certified=ok,
-        sae=sae,
+        sae=model,
         width_needed=k_star,
         joint_bound=joint,
         n_atoms=n_atoms,
@@ -353,11 +472,13 @@ def certify(
         solver=sol.solver,
         status="certified" if ok else "not_certified",
         message=message,
+        kind=task.kind,
         optimum_sae=optimum,
         n_samples=n,
         d=d,
         rank=r,
         n_active_atoms=len(E_act) if sol.status != "failed" else 0,
+        active_hyperplanes=U_act[keep],
         max_price_ratio=dual.max_price * dual.scale / lam if dual.scale else 0.0,
         pricing_method=dual.method,
         solver_statuses=statuses,
