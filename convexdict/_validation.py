@@ -77,12 +77,15 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     try:
         out = float(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"The '{name}' parameter must be a number. Got {_describe(value)}.") from exc
+        raise ValueError(
+            f"The '{name}' parameter must be a number. Got {_describe(value)}."
+        ) from exc
     ok = out >= 0 if allow_zero else out > 0
     if not (np.isfinite(out) and ok):
         interval = "[0, inf)" if allow_zero else "(0, inf)"
         raise ValueError(
-            f"The '{name}' parameter must be a float in the range {interval}. Got {value!r} instead."
+            f"The '{name}' parameter must be a float in the range {interval}. "
+            f"Got {value!r} instead."
         )
     return out
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from solvers.pricing import (
-    subset_batches,
     activations,
     count_candidates,
     hyperplanes_through,
+    subset_batches,
 )
 
 from ._validation import check_matrix

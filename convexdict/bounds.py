@@ -164,8 +164,9 @@ def joint_wide_limit(
     X = check_matrix("X", X)
     lam = check_positive("lam", lam)
     b = X.mean(axis=0)
-    it = 0
-    for it in range(1, max_iter + 1):
+    iterations = 0
+    for step_index in range(1, max_iter + 1):
+        iterations = step_index
         norms = np.linalg.norm(X - b, axis=1)
         w = np.minimum(1.0, lam / np.maximum(norms, 1e-300))
         b_new = (w @ X) / w.sum()
@@ -183,7 +184,7 @@ def joint_wide_limit(
     biggest = float(np.linalg.norm(Rc, axis=1).max())
     t_max = lam / biggest if biggest > 0 else np.inf
     lower, _ = _best_scaled_value(Rc, X - X.mean(axis=0), t_max)
-    return JointWideLimit(b, codes, primal, lower, it)
+    return JointWideLimit(b, codes, primal, lower, iterations)
 
 
 def joint_bound(X: np.ndarray, lam: float) -> float:

@@ -214,8 +214,9 @@ class _Task:
             return SAE(W_enc, b_enc, G, b) if len(G) else SAE.zeros(b)
         if self.kind == "transcoder":
             return Transcoder(W_enc, b_enc, G, b)
-        return Crosscoder(W_enc, b_enc, tuple(G[:, g] for g in self.groups),
-                          tuple(b[g] for g in self.groups))
+        return Crosscoder(
+            W_enc, b_enc, tuple(G[:, g] for g in self.groups), tuple(b[g] for g in self.groups)
+        )
 
     def loss_and_residual(self, model) -> tuple[float, np.ndarray]:
         if self.kind == "sae":

@@ -52,7 +52,9 @@ class SAE:
             )
         d, k = w_enc.shape
         if d < 1:
-            raise ValueError(f"The 'W_enc' parameter must have d >= 1 rows. Got shape {w_enc.shape}.")
+            raise ValueError(
+                f"The 'W_enc' parameter must have d >= 1 rows. Got shape {w_enc.shape}."
+            )
         w_enc = check_matrix("W_enc", w_enc, n_cols=k) if k else w_enc
         b_enc = check_vector("b_enc", self.b_enc, length=k)
         w_dec = np.asarray(self.W_dec, dtype=np.float64)

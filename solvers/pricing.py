@@ -278,8 +278,9 @@ def _sweep_batch(Y, R, groups, pivots):
 
     active0 = (valid & (((phi0[:, None] - (alpha - np.pi / 2)) % two_pi) < np.pi)).astype(float)
     # Per-point contributions [r_n w_n^T (p x 2, flattened), w_n (2)]: (B, N, 2p + 2).
-    contrib = np.concatenate([(R[None, :, :, None] * W[:, :, None, :]).reshape(B, n, 2 * p), W],
-                             axis=2)
+    contrib = np.concatenate(
+        [(R[None, :, :, None] * W[:, :, None, :]).reshape(B, n, 2 * p), W], axis=2
+    )
     state = np.matmul(active0[:, None, :], contrib)  # (B, 1, 2p + 2)
     state = state + np.cumsum(contrib[rows, ev_j] * weight[..., None], axis=1)  # (B, 2N, 2p+2)
     w_ev = W[rows, ev_j]  # (B, 2N, 2)
@@ -379,8 +380,12 @@ def price_sweep(
             bounds = _group_bounds(groups, R.shape[1])
             row_best, j, enter = kernel(W, valid, R, bounds, RECOMPUTE_BELOW, ZERO_TOL)
             n_cand += len(pivots) * 2 * (n - 1)
-            best.push(row_best, lambda idx, W=W, j=j, e=enter, o=origin, bs=basis: _plane(
-                W[idx, j[idx]], e[idx], bs[idx], o[idx]))
+            best.push(
+                row_best,
+                lambda idx, W=W, j=j, e=enter, o=origin, bs=basis: _plane(
+                    W[idx, j[idx]], e[idx], bs[idx], o[idx]
+                ),
+            )
             continue
         values, event_plane = _sweep_batch(Y, R, groups, pivots)
         n_cand += values.size
@@ -409,7 +414,9 @@ def price(
     n, r = Y.shape
     if method == "auto":
         brute = count_candidates(n, r) * n * (r + 2)
-        method = "sweep" if r >= 2 and sweep_cost(n, r) * (4 * R.shape[1] + 8) < brute else "bruteforce"
+        method = (
+            "sweep" if r >= 2 and sweep_cost(n, r) * (4 * R.shape[1] + 8) < brute else "bruteforce"
+        )
     if method == "sweep":
         return price_sweep(Y, R, groups=groups, top=top, part=part)
     if method == "bruteforce":

@@ -75,7 +75,9 @@ def test_bruteforce_1d_threshold_grid(rng):
     lam = 0.2 * cd.lam_max(X)
     cert = cd.certify(X, lam)
     grid = np.linspace(X.min() - 0.5, X.max() + 0.5, 2001)
-    A = np.vstack([np.maximum(X[:, 0] - t, 0) for t in grid] + [np.maximum(t - X[:, 0], 0) for t in grid])
+    A = np.vstack(
+        [np.maximum(X[:, 0] - t, 0) for t in grid] + [np.maximum(t - X[:, 0], 0) for t in grid]
+    )
     A = A[A.sum(axis=1) > 0]
     E = A / A.sum(axis=1, keepdims=True)
     sol = GroupLassoProblem(E, X).solve(lam)
@@ -104,8 +106,10 @@ def test_joint_closed_form_matches_cvxpy(rng):
     jw = cd.joint_wide_limit(X, lam)
     b = cp.Variable(2)
     M = cp.Variable((20, 2))
-    obj = (0.5 * cp.sum_squares(X - np.ones((20, 1)) @ cp.reshape(b, (1, 2), order="C") - M)
-           + lam * cp.sum(cp.norm(M, 2, axis=1))) / 20
+    obj = (
+        0.5 * cp.sum_squares(X - np.ones((20, 1)) @ cp.reshape(b, (1, 2), order="C") - M)
+        + lam * cp.sum(cp.norm(M, 2, axis=1))
+    ) / 20
     value = cp.Problem(cp.Minimize(obj)).solve(solver=cp.CLARABEL)
     assert jw.primal_value == pytest.approx(value, rel=1e-7)
     assert jw.lower_bound == pytest.approx(value, rel=1e-7)
@@ -243,3 +247,33 @@ def test_dual_bound_of_any_residual_is_below_the_optimum(rng):
     # The optimum's own residual certifies it.
     best = cd.dual_bound(X, lam, X - cert.sae.reconstruct(X))
     assert best == pytest.approx(cert.upper_bound, rel=1e-6)
+
+
+def test_solver_failure_gives_an_honest_uncertified_result(rng, monkeypatch):
+    import solvers.cvxpy_group_lasso as gl
+
+    def broken(self, lam, solver="clarabel", fallback=True):
+        raise gl.SolverFailure("clarabel: simulated failure; scs: simulated failure")
+
+    monkeypatch.setattr(gl.GroupLassoProblem, "solve", broken)
+    X = _blob(rng, n=12)
+    lam = 0.3 * cd.lam_max(X)
+    cert = cd.certify(X, lam, method="colgen")
+    assert not cert.certified
+    assert "failed" in cert.message
+    monkeypatch.undo()
+    truth = cd.certify(X, lam)
+    assert cert.lower_bound <= truth.upper_bound + 1e-12  # still a valid bound
+    assert cert.upper_bound == cd.sae_loss(cert.sae, X, lam)
+
+
+def test_solver_error_falls_back_to_the_other_solver(rng, monkeypatch):
+    import solvers.cvxpy_group_lasso as gl
+
+    bad = dict(gl.SOLVERS["clarabel"])
+    bad["options"] = {"max_iter": 0}
+    monkeypatch.setitem(gl.SOLVERS, "clarabel", bad)
+    X = _blob(rng, n=10)
+    lam = 0.3 * cd.lam_max(X)
+    sol = GroupLassoProblem(np.eye(10)[:3], X).solve(lam, "clarabel")
+    assert sol.solver == "scs"

@@ -34,8 +34,9 @@ def test_transcoder_certificate_is_honest(rng):
     # No random transcoder beats the lower bound.
     for _ in range(50):
         k = int(rng.integers(1, 8))
-        tc = cd.Transcoder(rng.normal(size=(2, k)), rng.normal(size=k),
-                           rng.normal(size=(k, 3)), rng.normal(size=3))
+        tc = cd.Transcoder(
+            rng.normal(size=(2, k)), rng.normal(size=k), rng.normal(size=(k, 3)), rng.normal(size=3)
+        )
         assert cd.transcoder_loss(tc, X, Y, 0.1) >= cert.lower_bound - 1e-12
 
 

@@ -63,7 +63,9 @@ def test_weights_are_read_only(rng):
     ],
 )
 def test_shape_validation_names_argument(kwargs, needle):
-    base = dict(W_enc=np.zeros((2, 2)), b_enc=np.zeros(2), W_dec=np.zeros((2, 2)), b_dec=np.zeros(2))
+    base = dict(
+        W_enc=np.zeros((2, 2)), b_enc=np.zeros(2), W_dec=np.zeros((2, 2)), b_dec=np.zeros(2)
+    )
     base.update(kwargs)
     with pytest.raises(ValueError, match=needle):
         SAE(**base)
