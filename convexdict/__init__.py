@@ -11,6 +11,7 @@ from .bounds import (
     lam_max,
 )
 from .certify import Certificate, certify, encoder_from_hyperplanes, sae_from_solution
+from .compare import Comparison, Matching, compare, match_latents
 from .datasets import (
     BENCH_PRESETS,
     LinearRepresentationBench,
@@ -21,6 +22,18 @@ from .datasets import (
     load_data,
     load_toy,
     mean_max_inner_product,
+)
+from .diagnostics import (
+    Absorption,
+    AntipodalPair,
+    Split,
+    Stationarity,
+    active_mask,
+    antipodal_pairs,
+    dead_latents,
+    feature_absorption,
+    feature_splitting,
+    stationarity,
 )
 from .family import (
     Crosscoder,
@@ -40,10 +53,42 @@ from .io import (
     total_variance,
 )
 from .path import certify_path
+from .pieces import (
+    BlockStep,
+    PieceSolveError,
+    activation_pattern,
+    block_improvements,
+    decoder_step,
+    encoder_step,
+    partial_minimum_test,
+    polish,
+)
 from .sae import SAE, LossTerms, sae_loss, sae_loss_terms
 from .train import TrainResult, train_sae
 
 __all__ = [
+    "Comparison",
+    "Matching",
+    "compare",
+    "match_latents",
+    "Absorption",
+    "AntipodalPair",
+    "Split",
+    "Stationarity",
+    "active_mask",
+    "antipodal_pairs",
+    "dead_latents",
+    "feature_absorption",
+    "feature_splitting",
+    "stationarity",
+    "BlockStep",
+    "PieceSolveError",
+    "activation_pattern",
+    "block_improvements",
+    "decoder_step",
+    "encoder_step",
+    "partial_minimum_test",
+    "polish",
     "Crosscoder",
     "Transcoder",
     "certify_path",

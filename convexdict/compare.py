@@ -1,0 +1,382 @@
+"""Compare any SAE with the certified optimum (THEORY sections 4-6).
+
+:func:`compare` reports, for one SAE on data ``X`` at penalty ``lam``: its canonical loss
+(reconstruction + penalty), L0, explained variance and dead latents; its gap to the
+certified lower bound ``P*``; the lower bound its own residual certifies; a Hungarian
+matching of its latents to the optimal atoms (:func:`match_latents`); paper A's
+stationarity residuals per latent (:func:`convexdict.diagnostics.stationarity`); and
+paper B's per-piece test (:mod:`convexdict.pieces`) with a verdict. With
+``scale = tol * max(1, |L|)`` (the convention of :class:`~convexdict.Certificate`):
+
+* ``"certified_global"``: ``L - lower_bound <= scale``: globally optimal at every width;
+* ``"not_converged"``: a convex block still lowers the loss by more than ``scale``;
+* ``"spurious_partial_minimum"``: neither block improves, the width is at least ``K*`` and
+  ``L`` exceeds the loss of the certificate's explicit optimum by more than ``scale``
+  (that optimum padded with dead latents is an SAE of the same width with a lower loss):
+  certifiably a non-global partial minimum;
+* ``"partial_minimum"``: neither block improves and ``L`` is above the lower bound, but
+  nothing proves it spurious: the width is below ``K*`` (where ``P*`` is only a lower bound
+  and may be unattainable) or the certificate's own gap covers ``L``;
+* ``"undetermined"``: a block program failed in every solver.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ._validation import check_choice, check_matrix, check_positive
+from .bounds import dual_bound
+from .certify import Certificate, certify
+from .diagnostics import Stationarity, active_mask, stationarity
+from .pieces import PieceSolveError, block_improvements
+from .sae import SAE, sae_loss, sae_loss_terms
+
+VERDICTS = (
+    "certified_global",
+    "spurious_partial_minimum",
+    "partial_minimum",
+    "not_converged",
+    "undetermined",
+)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with arrays as lists, numpy scalars as Python numbers and non-finite floats as
+    strings (``"nan"``, ``"inf"``, the convention of :meth:`Certificate.to_dict`)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+# --------------------------------------------------------------------------- matching
+
+
+@dataclass(frozen=True)
+class Matching:
+    """A one-to-one matching of an SAE's latents to reference atoms (Hungarian algorithm).
+
+    Attributes
+    ----------
+    criterion : {"cosine", "jaccard"}
+        ``"cosine"``: cosine of decoder rows (all-zero rows score 0). ``"jaccard"``:
+        ``|A_k & B_j| / |A_k | B_j|`` of the sets of samples each latent is active on
+        (:func:`convexdict.diagnostics.active_mask`; 0 when both are empty).
+    matched_latent : ndarray of shape (K_ref,) of int
+        The SAE latent matched to each reference atom, ``-1`` when the SAE has fewer
+        latents than the reference.
+    quality : ndarray of shape (K_ref,)
+        The criterion's score of each match (0 for an unmatched atom).
+    """
+
+    criterion: str
+    matched_latent: np.ndarray
+    quality: np.ndarray
+
+    @property
+    def mean_quality(self) -> float:
+        """Mean of ``quality`` over the reference atoms (1 for a perfect match; nan if none)."""
+        return float(self.quality.mean()) if self.quality.size else float("nan")
+
+
+def _cosine_matrix(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    na = np.linalg.norm(A, axis=1, keepdims=True)
+    nb = np.linalg.norm(B, axis=1, keepdims=True)
+    return (A / np.where(na > 0, na, 1.0)) @ (B / np.where(nb > 0, nb, 1.0)).T
+
+
+def _jaccard_matrix(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    A = A.astype(np.float64)
+    B = B.astype(np.float64)
+    inter = A.T @ B
+    union = A.sum(axis=0)[:, None] + B.sum(axis=0)[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def match_latents(
+    sae: SAE, reference: SAE, X: np.ndarray | None = None, *, criterion: str = "cosine"
+) -> Matching:
+    """Match the latents of ``sae`` to those of ``reference`` maximising the total score.
+
+    Parameters
+    ----------
+    sae, reference : SAE
+        Same input dimension ``d``; widths ``K`` and ``K_ref``.
+    X : ndarray of shape (N, d), optional
+        Required by ``criterion="jaccard"`` (the samples the firing sets are taken on).
+    criterion : {"cosine", "jaccard"}
+
+    Returns
+    -------
+    Matching
+    """
+    criterion = check_choice("criterion", criterion, ("cosine", "jaccard"))
+    if reference.d_in != sae.d_in:
+        raise ValueError(
+            f"The 'reference' parameter must have d_in={sae.d_in} like 'sae'. "
+            f"Got d_in={reference.d_in}."
+        )
+    if criterion == "cosine":
+        score = _cosine_matrix(sae.W_dec, reference.W_dec)
+    else:
+        if X is None:
+            raise ValueError("The 'X' parameter is required with criterion='jaccard'. Got None.")
+        X = check_matrix("X", X, n_cols=sae.d_in)
+        score = _jaccard_matrix(active_mask(sae, X), active_mask(reference, X))
+    matched = np.full(reference.width, -1, dtype=np.int64)
+    quality = np.zeros(reference.width)
+    if score.size:
+        rows, cols = linear_sum_assignment(score, maximize=True)
+        matched[cols] = rows
+        quality[cols] = score[rows, cols]
+    return Matching(criterion, matched, quality)
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One SAE measured against the certified optimum (see :func:`compare`).
+
+    Attributes
+    ----------
+    lam, tol : float
+        Penalty and the verdict's relative tolerance.
+    n_samples, d : int
+        Shape of ``X``.
+    loss, reconstruction, penalty : float
+        Canonical loss and its two parts (:func:`convexdict.sae_loss_terms`).
+    l0 : float
+        Mean number of active latents per sample (:func:`~convexdict.diagnostics.active_mask`:
+        activations below ``1e-9`` of the data's scale do not count).
+    explained_variance : float
+        ``1 - ||X - Xhat||^2 / ||X - mean(X)||^2`` (nan for constant data).
+    dead_latents : list of int
+        Latents active on no sample of ``X``; ``dead_fraction`` their share of ``width``.
+    width, width_needed : int
+        ``K`` of the SAE and ``K*`` of the certified optimum.
+    lower_bound : float
+        The certificate's verified lower bound on every SAE's loss at every width.
+    optimum_loss : float
+        Loss of the certificate's explicit optimum (width ``K*``; nan without one).
+    gap, relative_gap : float
+        ``loss - lower_bound`` and ``gap / max(1, |loss|)``.
+    sae_dual_bound : float
+        The lower bound certified by this SAE's own residual
+        (:func:`convexdict.dual_bound`); ``loss - sae_dual_bound`` bounds its suboptimality
+        without any certificate.
+    improve_decoder, improve_encoder : float
+        Loss decrease of one exact step of each convex block (nan if it failed).
+    verdict : str
+        One of :data:`VERDICTS` (see the module docstring); ``message`` says why.
+    decoder_matching, activation_matching : Matching or None
+        Hungarian matchings to the optimal atoms by decoder cosine and by Jaccard overlap
+        of firing sets (None without an optimum).
+    stationarity : Stationarity
+    """
+
+    lam: float
+    tol: float
+    n_samples: int
+    d: int
+    width: int
+    width_needed: int
+    loss: float
+    reconstruction: float
+    penalty: float
+    l0: float
+    explained_variance: float
+    dead_latents: list[int]
+    dead_fraction: float
+    lower_bound: float
+    optimum_loss: float
+    gap: float
+    relative_gap: float
+    sae_dual_bound: float
+    improve_decoder: float
+    improve_encoder: float
+    verdict: str
+    message: str
+    decoder_matching: Matching | None
+    activation_matching: Matching | None
+    stationarity: Stationarity
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (arrays as lists, non-finite floats as strings)."""
+        out = asdict(self)
+        for name in ("decoder_matching", "activation_matching"):
+            match = getattr(self, name)
+            if match is not None:
+                out[name]["mean_quality"] = match.mean_quality
+        out["stationarity"]["max_code_violation"] = self.stationarity.max_code_violation
+        out["stationarity"]["max_atom_residual"] = self.stationarity.max_atom_residual
+        return jsonable(out)
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        st = self.stationarity
+        lines = [
+            f"SAE width {self.width} (K* = {self.width_needed}) on N={self.n_samples}, "
+            f"d={self.d}, lam={self.lam:.6g}",
+            f"loss {self.loss:.10g} = reconstruction {self.reconstruction:.6g} + penalty "
+            f"{self.penalty:.6g}; L0 {self.l0:.3g}; explained variance "
+            f"{self.explained_variance:.4f}; dead {len(self.dead_latents)}/{self.width}",
+            f"certified lower bound {self.lower_bound:.10g} (optimum's loss "
+            f"{self.optimum_loss:.10g}): gap {self.gap:.3g} (relative {self.relative_gap:.3g}); "
+            f"own dual bound {self.sae_dual_bound:.10g}",
+        ]
+        for match in (self.decoder_matching, self.activation_matching):
+            if match is not None:
+                lines.append(
+                    f"matching to the optimal atoms by {match.criterion}: mean quality "
+                    f"{match.mean_quality:.4f}"
+                )
+        lines += [
+            f"stationarity: max code violation {st.max_code_violation:.3g}, max atom residual "
+            f"{st.max_atom_residual:.3g}, bias residual {st.bias_residual:.3g}",
+            f"per-piece test: decoder block improves by {self.improve_decoder:.3g}, encoder "
+            f"block by {self.improve_encoder:.3g}",
+            f"verdict: {self.verdict} ({self.message})",
+        ]
+        return "\n".join(lines)
+
+
+def _check_certificate(cert: Any, X: np.ndarray, lam: float) -> Certificate:
+    if not isinstance(cert, Certificate):
+        raise ValueError(
+            f"The 'certificate' parameter must be a convexdict.Certificate or None. "
+            f"Got {type(cert).__name__}."
+        )
+    n, d = X.shape
+    same_lam = math.isclose(cert.lam, lam, rel_tol=1e-12, abs_tol=0.0)
+    if not same_lam or cert.n_samples != n or cert.d != d:
+        raise ValueError(
+            f"The 'certificate' parameter must be computed on this X and lam (N={n}, d={d}, "
+            f"lam={lam!r}). Got one for N={cert.n_samples}, d={cert.d}, lam={cert.lam!r}."
+        )
+    return cert
+
+
+def _verdict(
+    loss: float, cert: Certificate, width: int, optimum_loss: float, dec: float, enc: float,
+    tol: float,
+) -> tuple[str, str]:
+    scale = tol * max(1.0, abs(loss))
+    if loss - cert.lower_bound <= scale:
+        return "certified_global", "loss within tolerance of the certified lower bound"
+    if math.isnan(dec) or math.isnan(enc):
+        return "undetermined", "a block program failed in every solver"
+    if dec > scale or enc > scale:
+        block = "decoder" if dec >= enc else "encoder"
+        return "not_converged", f"the {block} block still lowers the loss"
+    if width >= cert.width_needed and loss - optimum_loss > scale:
+        return (
+            "spurious_partial_minimum",
+            f"neither block improves, but the certified optimum (K* = {cert.width_needed} <= "
+            f"width {width}) has a lower loss",
+        )
+    if width < cert.width_needed:
+        why = f"width {width} < K* = {cert.width_needed}: P* may be unattainable at this width"
+    else:
+        why = "the certificate's own gap covers the loss"
+    return "partial_minimum", f"neither block improves; not certifiably spurious ({why})"
+
+
+def compare(
+    sae: SAE,
+    X: np.ndarray,
+    lam: float,
+    certificate: Certificate | None = None,
+    *,
+    tol: float = 1e-6,
+) -> Comparison:
+    """Measure ``sae`` against the certified optimum of the canonical objective.
+
+    Parameters
+    ----------
+    sae : SAE
+        Any ReLU SAE with ``d_in = d``.
+    X : ndarray of shape (N, d)
+    lam : float
+        L1 penalty (> 0).
+    certificate : Certificate, optional
+        From ``convexdict.certify(X, lam)``; computed here when omitted.
+    tol : float
+        Relative tolerance of the verdict (scale ``max(1, |loss|)``).
+
+    Returns
+    -------
+    Comparison
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.2]])
+    >>> cert = certify(X, 0.1)
+    >>> compare(cert.optimum_sae, X, 0.1, cert).verdict
+    'certified_global'
+    """
+    if not isinstance(sae, SAE):
+        raise ValueError(f"The 'sae' parameter must be a convexdict.SAE. Got {type(sae).__name__}.")
+    X = check_matrix("X", X, n_cols=sae.d_in)
+    lam = check_positive("lam", lam)
+    tol = check_positive("tol", tol)
+    cert = certify(X, lam) if certificate is None else _check_certificate(certificate, X, lam)
+    n, d = X.shape
+    terms = sae_loss_terms(sae, X, lam)
+    loss = terms.total
+    fires = active_mask(sae, X)
+    resid = X - sae.reconstruct(X)
+    sst = float(np.sum((X - X.mean(axis=0)) ** 2))
+    ev = 1.0 - float(np.sum(resid**2)) / sst if sst > 0 else float("nan")
+    dead = [int(k) for k in np.flatnonzero(~fires.any(axis=0))]
+    optimum = cert.optimum_sae
+    optimum_loss = sae_loss(optimum, X, lam) if optimum is not None else float("nan")
+    try:
+        dec, enc = block_improvements(sae, X, lam)
+    except PieceSolveError:
+        dec = enc = float("nan")
+    verdict, message = _verdict(loss, cert, sae.width, optimum_loss, dec, enc, tol)
+    gap = loss - cert.lower_bound
+    return Comparison(
+        lam=lam,
+        tol=tol,
+        n_samples=n,
+        d=d,
+        width=sae.width,
+        width_needed=cert.width_needed,
+        loss=loss,
+        reconstruction=terms.reconstruction,
+        penalty=terms.penalty,
+        l0=float(fires.sum(axis=1).mean()),
+        explained_variance=ev,
+        dead_latents=dead,
+        dead_fraction=len(dead) / sae.width if sae.width else 0.0,
+        lower_bound=cert.lower_bound,
+        optimum_loss=optimum_loss,
+        gap=gap,
+        relative_gap=gap / max(1.0, abs(loss)),
+        sae_dual_bound=dual_bound(X, lam, resid),
+        improve_decoder=dec,
+        improve_encoder=enc,
+        verdict=verdict,
+        message=message,
+        decoder_matching=None if optimum is None else match_latents(sae, optimum),
+        activation_matching=None
+        if optimum is None
+        else match_latents(sae, optimum, X, criterion="jaccard"),
+        stationarity=stationarity(sae, X, lam),
+    )
