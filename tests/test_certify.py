@@ -277,3 +277,14 @@ def test_solver_error_falls_back_to_the_other_solver(rng, monkeypatch):
     lam = 0.3 * cd.lam_max(X)
     sol = GroupLassoProblem(np.eye(10)[:3], X).solve(lam, "clarabel")
     assert sol.solver == "scs"
+
+
+def test_sparse_support_keeps_the_optimum_with_fewer_latents(rng):
+    X = _blob(rng, n=40)
+    lam = 0.2 * cd.lam_max(X)
+    wide = cd.certify(X, lam, sparsify=False)
+    sparse = cd.certify(X, lam)
+    assert sparse.certified and wide.certified
+    assert sparse.width_needed <= wide.width_needed
+    assert sparse.upper_bound == pytest.approx(wide.upper_bound, rel=1e-6)
+    assert sparse.upper_bound == cd.sae_loss(sparse.sae, X, lam)
