@@ -109,9 +109,11 @@ def column_generation(
     solution = None
     n_new = 0
     part_index = 0
+    solved_U, solved_E = U, E
     for k in range(max_rounds):
         t0 = time.perf_counter()
         solution = GroupLassoProblem(E, T, groups).solve(lam, solver)
+        solved_U, solved_E = U, E
         t1 = time.perf_counter()
         R = T - solution.b - E.T @ solution.G
         R -= R.mean(axis=0)
@@ -132,12 +134,6 @@ def column_generation(
         if full and priced.max_value <= lam * (1 + tol):
             converged = True
             break
-        # Drop atoms that carry no weight (except the ones added last round).
-        if len(E):
-            norms = np.linalg.norm(solution.G, axis=1)
-            keep = norms > 1e-9 * max(float(norms.max()), 1e-300)
-            keep[len(E) - n_new :] = True
-            U, E = U[keep], E[keep]
         violated = priced.hyperplanes[priced.values > lam * (1 + tol)]
         U_new, E_new = atoms_fn(violated)
         seen = _rows_key(E)
@@ -145,10 +141,17 @@ def column_generation(
         if not fresh:
             break  # the master cannot be improved by new atoms at this accuracy
         fresh = fresh[:per_round]
+        # Drop atoms that carry no weight (except the ones added last round).
+        if len(E):
+            norms = np.linalg.norm(solution.G, axis=1)
+            keep = norms > 1e-9 * max(float(norms.max()), 1e-300)
+            keep[len(E) - n_new :] = True
+            U, E = U[keep], E[keep]
         n_new = len(fresh)
         r1 = U_new.shape[1]
         U = U_new[fresh] if U is None else np.vstack([U, U_new[fresh]])
         E = np.vstack([E, E_new[fresh]])
-    if U is None:
-        U = np.empty((0, r1 or 1))
-    return CGResult(U, E, solution, converged, rounds)
+    # Return the atoms the last master was solved on (the loop may have moved on).
+    if solved_U is None:
+        solved_U = np.empty((0, r1 or (U.shape[1] if U is not None else 1)))
+    return CGResult(solved_U, solved_E, solution, converged, rounds)

@@ -288,3 +288,13 @@ def test_sparse_support_keeps_the_optimum_with_fewer_latents(rng):
     assert sparse.width_needed <= wide.width_needed
     assert sparse.upper_bound == pytest.approx(wide.upper_bound, rel=1e-6)
     assert sparse.upper_bound == cd.sae_loss(sparse.sae, X, lam)
+
+
+@pytest.mark.parametrize("max_rounds", [1, 2, 3])
+def test_round_limit_gives_an_honest_result(rng, max_rounds):
+    X = _blob(rng, n=60)
+    lam = 0.1 * cd.lam_max(X)
+    cert = cd.certify(X, lam, method="colgen", max_rounds=max_rounds, atoms_per_round=3)
+    _assert_certificate_is_honest(cert, X, lam)
+    if not cert.certified:
+        assert "stopped before pricing converged" in cert.message
