@@ -27,6 +27,7 @@ from solvers.cvxpy_group_lasso import (
     GroupLassoSolution,
     SolverFailure,
 )
+from solvers.newton_refine import newton_refine
 from solvers.pricing import count_candidates, price, sweep_cost
 
 from ._validation import check_choice, check_int, check_matrix, check_positive
@@ -218,6 +219,12 @@ class _Task:
         return Crosscoder(
             W_enc, b_enc, tuple(G[:, g] for g in self.groups), tuple(b[g] for g in self.groups)
         )
+
+    def decoder(self, model) -> tuple[np.ndarray, np.ndarray]:
+        """The model's decoder as one ``(K, p)`` matrix and ``(p,)`` bias."""
+        if self.kind == "crosscoder":
+            return np.hstack(model.W_decs), np.concatenate(model.b_decs)
+        return model.W_dec, model.b_dec
 
     def loss_and_residual(self, model) -> tuple[float, np.ndarray]:
         if self.kind == "sae":
@@ -448,6 +455,13 @@ def certify(
                 keep, sol = keep2, GroupLassoSolution(refit.b, G2, sol.status, sol.solver, 0.0)
                 W_enc, b_enc, optimum = W2, b2, sparse_model
                 upper, residual = upper2, residual2
+    if task.groups is None and keep.any():
+        # Newton polish on the final support (accepted only if the loss does not rise).
+        G3, b3 = newton_refine(E_act[keep], task.T, sol.G[keep], lam)
+        polished = task.model(W_enc, b_enc, G3, b3)
+        upper3, residual3 = task.loss_and_residual(polished)
+        if upper3 <= upper:
+            optimum, upper, residual = polished, upper3, residual3
     k_star = int(keep.sum())
 
     t_verify0 = time.perf_counter()
@@ -472,8 +486,9 @@ def certify(
         else:
             pad = width - k_star
             W_pad = np.hstack([W_enc, np.zeros((d, pad))])
-            G_pad = np.vstack([sol.G[keep], np.zeros((pad, p))])
-            model = task.model(W_pad, np.concatenate([b_enc, -np.ones(pad)]), G_pad, sol.b)
+            G_opt, b_opt = task.decoder(optimum)
+            G_pad = np.vstack([G_opt, np.zeros((pad, p))])
+            model = task.model(W_pad, np.concatenate([b_enc, -np.ones(pad)]), G_pad, b_opt)
     elif width is not None:
         model, upper, gap, ok = None, float("inf"), float("inf"), False
         message = (

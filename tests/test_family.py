@@ -96,3 +96,13 @@ def test_warm_start_needs_the_same_data(rng):
     cert = cd.certify(X, 0.2)
     with pytest.raises(ValueError, match="warm_start"):
         cd.certify(X[:-2], 0.2, warm_start=cert, method="colgen")
+
+
+@pytest.mark.parametrize("kind", ["transcoder", "crosscoder"])
+def test_padding_keeps_the_optimum(rng, kind):
+    X, Y = _data(rng, n=12)
+    kwargs = {"target": Y} if kind == "transcoder" else {"targets": [X, Y]}
+    cert = cd.certify(X, 0.2, **kwargs)
+    wide = cd.certify(X, 0.2, width=cert.width_needed + 2, **kwargs)
+    assert wide.sae.width == cert.width_needed + 2
+    assert wide.upper_bound == pytest.approx(cert.upper_bound, rel=1e-12)
