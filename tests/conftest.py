@@ -1,3 +1,10 @@
+import os
+
+# Small dense linear algebra is far faster single-threaded than with two BLAS threads per
+# xdist worker on a 2-core machine; set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 
