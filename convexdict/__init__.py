@@ -64,9 +64,14 @@ from .pieces import (
     polish,
 )
 from .sae import SAE, LossTerms, sae_loss, sae_loss_terms
+from .sweep import SweepConfig, SweepResult, load_config, run_sweep
 from .train import TrainResult, train_sae
 
 __all__ = [
+    "SweepConfig",
+    "SweepResult",
+    "load_config",
+    "run_sweep",
     "Comparison",
     "Matching",
     "compare",
