@@ -42,6 +42,7 @@ from .atoms import (
 )
 from .bounds import dual_certificate, joint_bound
 from .family import Crosscoder, Transcoder, crosscoder_loss, transcoder_loss
+from .merge import merge_parallel_latents
 from .sae import SAE, sae_loss
 from .sparsify_support import sparse_support
 
@@ -472,6 +473,16 @@ def _certify(
         if upper3 <= upper:
             optimum, upper, residual = polished, upper3, residual3
     k_star = int(keep.sum())
+    if task.groups is None and k_star > 1:
+        # Latents spread over one pattern polytope with parallel decoders merge exactly.
+        G_opt, b_opt = task.decoder(optimum)
+        W4, b4, D4 = merge_parallel_latents(W_enc, b_enc, G_opt, X)
+        if D4.shape[0] < k_star:
+            merged = task.model(W4, b4, D4, b_opt)
+            upper4, residual4 = task.loss_and_residual(merged)
+            if upper4 <= upper + 1e-3 * tol * max(1.0, abs(upper)):
+                W_enc, b_enc, optimum = W4, b4, merged
+                upper, residual, k_star = upper4, residual4, D4.shape[0]
 
     t_verify0 = time.perf_counter()
     verify_method = "bruteforce" if n_atoms * n <= _BRUTE_VERIFY_LIMIT else "auto"

@@ -298,3 +298,22 @@ def test_round_limit_gives_an_honest_result(rng, max_rounds):
     _assert_certificate_is_honest(cert, X, lam)
     if not cert.certified:
         assert "stopped before pricing converged" in cert.message
+
+
+def test_merging_parallel_latents_preserves_the_function(rng):
+    from convexdict.merge import merge_parallel_latents
+
+    X = rng.normal(size=(30, 2))
+    # Two latents with the same direction and compatible signs (nested half-planes).
+    W_enc = np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    b_enc = np.array([-0.5, -1.0, 0.2])
+    W_dec = np.array([[1.0, 1.0], [2.0, 2.0], [0.0, 3.0]])
+    sae = cd.SAE(W_enc, b_enc, W_dec, np.zeros(2))
+    W2, b2, D2 = merge_parallel_latents(W_enc, b_enc, W_dec, X)
+    merged = cd.SAE(W2, b2, D2, np.zeros(2))
+    assert merged.width == 2
+    np.testing.assert_allclose(merged.reconstruct(X), sae.reconstruct(X), atol=1e-12)
+    assert cd.sae_loss(merged, X, 0.3) == pytest.approx(cd.sae_loss(sae, X, 0.3), rel=1e-12)
+    # Opposite signs on some sample: not merged.
+    W_bad = np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert merge_parallel_latents(W_bad, np.zeros(3), W_dec, X)[2].shape[0] == 3
