@@ -187,10 +187,36 @@ def joint_wide_limit(
     return JointWideLimit(b, codes, primal, lower, iterations)
 
 
-def joint_bound(X: np.ndarray, lam: float) -> float:
+def joint_bound(
+    X: np.ndarray, lam: float, *, backend: str = "numpy", device: str | None = None
+) -> float:
     """A valid lower bound on every SAE's canonical loss at every width, for any ``d``.
 
     The dual value of the joint problem's wide limit (THEORY section 3); see
     :func:`joint_wide_limit`. The gap between it and ``P*`` is the amortisation gap.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, d)
+        May be a memory-mapped array with ``backend="torch"`` (streamed in chunks).
+    lam : float
+    backend : {"numpy", "torch"}
+        ``"torch"`` runs the same computation in float64 on ``device`` (for ``d`` in the
+        hundreds and large ``N``; :mod:`solvers.torch_joint`).
+    device : str, optional
+        Torch device (default: ``"cuda"`` when available).
     """
+    if backend == "torch":
+        import torch
+
+        from solvers.torch_joint import joint_wide_limit_torch
+
+        lam = check_positive("lam", lam)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return float(joint_wide_limit_torch(X, lam, device=device, dtype=torch.float64).lower_bound)
+    if backend != "numpy":
+        raise ValueError(
+            f"The 'backend' parameter must be 'numpy' or 'torch'. Got {backend!r} instead."
+        )
     return joint_wide_limit(X, lam).lower_bound

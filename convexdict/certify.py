@@ -301,6 +301,8 @@ def _certify(
     targets: list[np.ndarray] | None = None,
     warm_start: Certificate | None = None,
     sparsify: bool = True,
+    backend: str = "cvxpy",
+    device: str | None = None,
 ) -> Certificate:
     """Certified global optimum of the canonical SAE objective.
 
@@ -330,6 +332,13 @@ def _certify(
     warm_start : Certificate, optional
         A certificate on the same ``X`` (e.g. at a nearby ``lam``): its active atoms seed
         column generation.
+    backend : {"cvxpy", "torch"}
+        ``"torch"`` runs column generation entirely on a torch device (FISTA master,
+        torch pricing; :mod:`solvers.torch_colgen`). Either way the upper bound is the
+        recomputed float64 loss of the explicit SAE and the lower bound is verified by
+        exact numpy pricing.
+    device : str, optional
+        Torch device for ``backend="torch"`` (default: ``"cuda"`` when available).
     sparsify : bool
         Look for a sparser optimal support (fewer latents, see
         :mod:`convexdict.sparsify_support`); kept only when its recomputed loss is within
@@ -360,6 +369,7 @@ def _certify(
     max_rounds = check_int("max_rounds", max_rounds, minimum=1)
     atoms_per_round = check_int("atoms_per_round", atoms_per_round, minimum=1)
     task = _task(X, lam, target, targets)
+    backend = check_choice("backend", backend, ("cvxpy", "torch"))
 
     n, d = X.shape
     frame = affine_frame(X)
@@ -404,7 +414,36 @@ def _certify(
     statuses: list[str] = []
     t_master = t_pricing = 0.0
     try:
-        if method == "direct":
+        if backend == "torch":
+            from solvers.torch_colgen import column_generation_torch
+
+            if device is None:
+                import torch
+
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            display, callback = _progress_callback(progress, lam)
+            try:
+                result = column_generation_torch(
+                    task.T,
+                    lam,
+                    Y,
+                    groups=task.groups,
+                    device=device,
+                    tol=tol / 10,
+                    max_rounds=max_rounds,
+                    per_round=atoms_per_round,
+                    callback=callback,
+                )
+            finally:
+                if display is not None:
+                    display.stop()
+            method = "colgen-torch"
+            sol, U_act, E_act = result.solution, result.hyperplanes, result.E
+            rounds, converged = result.rounds, result.converged
+            statuses = [rd.master_status for rd in rounds]
+            t_master = sum(rd.master_time for rd in rounds)
+            t_pricing = sum(rd.pricing_time for rd in rounds)
+        elif method == "direct":
             atoms = enumerate_atoms(Y)
             sol = GroupLassoProblem(atoms.E, task.T, task.groups).solve(lam, solver)
             U_act, E_act = atoms.hyperplanes, atoms.E

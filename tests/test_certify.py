@@ -317,3 +317,18 @@ def test_merging_parallel_latents_preserves_the_function(rng):
     # Opposite signs on some sample: not merged.
     W_bad = np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]])
     assert merge_parallel_latents(W_bad, np.zeros(3), W_dec, X)[2].shape[0] == 3
+
+
+def test_torch_backend_gives_the_same_certificate(rng):
+    X = _blob(rng, n=30)
+    lam = 0.25 * cd.lam_max(X)
+    a = cd.certify(X, lam)
+    b = cd.certify(X, lam, backend="torch", device="cpu")
+    assert b.certified and b.method == "colgen-torch"
+    assert b.upper_bound == pytest.approx(a.upper_bound, rel=1e-6)
+    assert b.upper_bound == cd.sae_loss(b.sae, X, lam)
+    assert cd.joint_bound(X, lam, backend="torch") == pytest.approx(
+        cd.joint_bound(X, lam), rel=1e-9
+    )
+    with pytest.raises(ValueError, match="'backend'"):
+        cd.certify(X, lam, backend="jax")

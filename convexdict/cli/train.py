@@ -93,6 +93,7 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, write DIR, print a one-line summary."""
+    from ..bounds import joint_bound
     from ..train import _check_device, train_sae
 
     X = load_data(args.data)
@@ -119,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
     if result.threshold is not None:
         np.save(out / "threshold.npy", result.threshold)
     metrics = result.evaluate(X, args.lam)
+    # A valid lower bound on every SAE's loss at every width (any d): the joint wide limit.
+    metrics["joint_bound"] = joint_bound(X, args.lam, backend="torch", device=device)
+    metrics["gap_to_joint_bound"] = metrics["loss"] - metrics["joint_bound"]
     summary = {
         **metrics,
         "objective": "canonical L1 (certifiable)" if result.certifiable else
@@ -138,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         f"trained {result.activation} SAE d={summary['d_in']} K={args.width}: "
         f"loss {metrics['loss']:.6g}  L0 {metrics['l0']:.3g}  "
         f"EV {metrics['explained_variance']:.4f}  dead {metrics['dead_fraction']:.3f}  "
+        f"joint lower bound {metrics['joint_bound']:.6g}  "
         f"({result.steps} steps, {seconds:.1f} s) -> {out}"
     )
     return 0
