@@ -414,59 +414,45 @@ def _certify(
     statuses: list[str] = []
     t_master = t_pricing = 0.0
     try:
-        if backend == "torch":
-            from solvers.torch_colgen import column_generation_torch
-
-            if device is None:
-                import torch
-
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            display, callback = _progress_callback(progress, lam)
-            try:
-                result = column_generation_torch(
-                    task.T,
-                    lam,
-                    Y,
-                    groups=task.groups,
-                    device=device,
-                    tol=tol / 10,
-                    max_rounds=max_rounds,
-                    per_round=atoms_per_round,
-                    callback=callback,
-                )
-            finally:
-                if display is not None:
-                    display.stop()
-            method = "colgen-torch"
-            sol, U_act, E_act = result.solution, result.hyperplanes, result.E
-            rounds, converged = result.rounds, result.converged
-            statuses = [rd.master_status for rd in rounds]
-            t_master = sum(rd.master_time for rd in rounds)
-            t_pricing = sum(rd.pricing_time for rd in rounds)
-        elif method == "direct":
+        if method == "direct" and backend == "cvxpy":
             atoms = enumerate_atoms(Y)
             sol = GroupLassoProblem(atoms.E, task.T, task.groups).solve(lam, solver)
             U_act, E_act = atoms.hyperplanes, atoms.E
             t_master, statuses, converged = sol.solve_time, [sol.status], True
         else:
+            cg_options = dict(
+                groups=task.groups,
+                tol=tol / 10,
+                max_rounds=max_rounds,
+                per_round=atoms_per_round,
+            )
             display, callback = _progress_callback(progress, lam)
             try:
-                result = column_generation(
-                    task.T,
-                    lam,
-                    price_fn=lambda R, top, part: price(
-                        Y, R, groups=task.groups, top=top, part=part
-                    ),
-                    atoms_fn=atoms_fn,
-                    initial=initial,
-                    groups=task.groups,
-                    solver=solver,
-                    tol=tol / 10,
-                    max_rounds=max_rounds,
-                    per_round=atoms_per_round,
-                    n_parts=int(np.clip(sweep_cost(n, r) // 2_000_000, 1, 16)) if r >= 2 else 1,
-                    callback=callback,
-                )
+                if backend == "torch":
+                    from solvers.torch_colgen import column_generation_torch
+
+                    if device is None:
+                        import torch
+
+                        device = "cuda" if torch.cuda.is_available() else "cpu"
+                    method = "colgen-torch"
+                    result = column_generation_torch(
+                        task.T, lam, Y, device=device, callback=callback, **cg_options
+                    )
+                else:
+                    result = column_generation(
+                        task.T,
+                        lam,
+                        price_fn=lambda R, top, part: price(
+                            Y, R, groups=task.groups, top=top, part=part
+                        ),
+                        atoms_fn=atoms_fn,
+                        initial=initial,
+                        solver=solver,
+                        n_parts=int(np.clip(sweep_cost(n, r) // 2_000_000, 1, 16)) if r >= 2 else 1,
+                        callback=callback,
+                        **cg_options,
+                    )
             finally:
                 if display is not None:
                     display.stop()
