@@ -1,5 +1,7 @@
 """convexdict: certified global optima of ReLU sparse autoencoders."""
 
+from solvers.anchoring import Anchors, anchors_from_class_means, anchors_from_features
+
 from .atoms import AffineFrame, AtomSet, affine_frame, enumerate_atoms, estimate_n_atoms
 from .bounds import (
     DualBound,
@@ -65,9 +67,14 @@ from .pieces import (
 )
 from .sae import SAE, LossTerms, sae_loss, sae_loss_terms
 from .sweep import SweepConfig, SweepResult, load_config, run_sweep
-from .train import TrainResult, train_sae
+from .train import TrainResult, train_crosscoder, train_sae, train_transcoder
 
 __all__ = [
+    "Anchors",
+    "anchors_from_class_means",
+    "anchors_from_features",
+    "train_crosscoder",
+    "train_transcoder",
     "SweepConfig",
     "SweepResult",
     "load_config",

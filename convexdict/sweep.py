@@ -63,8 +63,10 @@ ROW_FIELDS = (
 _TEXT_FIELDS = {"cell_id", "data", "trainer", "activation", "status", "bound", "verdict",
                 "certified", "worker", "error_stage", "error_type", "error_message"}
 CERTIFY_KEYS = ("solver", "tol", "method", "max_rounds", "atoms_per_round")
+# Settings a sweep cell does not take from the TOML (lam_anchor needs anchor arrays,
+# which a TOML grid cannot carry).
 _NOT_TRAINER = {"lam", "width", "seed", "device", "quiet", "checkpoint_dir", "checkpoint_every",
-                "keep_checkpoints"}
+                "keep_checkpoints", "lam_anchor"}
 
 
 def _slug(text: str) -> str:

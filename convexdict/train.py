@@ -1,4 +1,4 @@
-"""Train a sparse autoencoder by SGD (Adam) on the canonical objective.
+"""Train sparse autoencoders, transcoders and crosscoders by SGD (Adam).
 
 A thin, validated front end to the engine :func:`solvers.sgd.train`. With
 ``activation="relu"`` (the default) the trainer minimises the canonical objective of
@@ -13,6 +13,24 @@ on ``mean 1/2 ||x - xhat||^2`` alone and ``jumprelu`` on ``mean [1/2 ||x - xhat|
 lam * L0]`` (see :mod:`solvers.torch_sae`). Their weights still come back as a
 :class:`~convexdict.SAE`, but ``SAE.encode`` applies a plain ReLU, which is a different
 function; use ``return_history=True`` and :meth:`TrainResult.encode` for the trained one.
+
+:func:`train_transcoder` (encode ``X_in``, reconstruct ``Y``) and :func:`train_crosscoder`
+(encode ``X``, reconstruct each layer of ``targets`` with its own decoder) take the same
+options and, with ``relu``, minimise the canonical losses of :mod:`convexdict.family`:
+
+    transcoder:  (1/N) sum_n [ 1/2 ||y_n - yhat_n||^2 + lam sum_k ||W_dec[k]|| z_nk ]
+    crosscoder:  (1/N) sum_n [ sum_l 1/2 ||y_nl - yhat_nl||^2
+                               + lam sum_k z_nk sum_l ||W_dec^(l)[k]|| ]
+
+so ``convexdict.certify(X, lam, target=Y)`` / ``certify(X, lam, targets=[...])`` bounds
+them from below.
+
+Feature anchoring (paper B): ``anchors=(A_enc, A_dec)`` with ``lam_anchor > 0`` adds
+``lam_anchor * (||W_enc[:, :k] - A_enc||^2 + ||W_dec[:k] - A_dec||^2)`` to the *training*
+loss (any activation, any model). The anchored run minimises a different objective; the
+canonical loss of its weights (:func:`convexdict.sae_loss`, :meth:`TrainResult.evaluate`,
+:func:`convexdict.certify`) is still what is reported and compared. Build anchors with
+:func:`anchors_from_features` or :func:`anchors_from_class_means`.
 """
 
 from __future__ import annotations
@@ -24,23 +42,42 @@ from typing import Any
 
 import numpy as np
 
+from solvers.anchoring import (
+    Anchors,
+    anchors_from_class_means,
+    anchors_from_features,
+    check_anchors,
+)
+
 from ._validation import check_choice, check_int, check_matrix, check_positive
+from .family import Crosscoder, Transcoder
 from .sae import SAE
 
 ACTIVATIONS = ("relu", "topk", "batchtopk", "jumprelu")
 DTYPES = ("float32", "float64")
 _EXPLICIT = ("lam", "width", "steps", "batch_size", "lr", "seed", "device", "dtype",
-             "activation", "k", "checkpoint_dir", "quiet")
+             "activation", "k", "checkpoint_dir", "quiet", "lam_anchor")
+Model = SAE | Transcoder | Crosscoder
+
+
+def _decoder(model: Model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``W (K, D)``, ``b (D,)`` with the layers side by side, and the penalty weights
+    ``sum_l ||W^(l)[k]||`` of shape ``(K,)``."""
+    if isinstance(model, Crosscoder):
+        norms = np.sum([np.linalg.norm(W, axis=1) for W in model.W_decs], axis=0)
+        return np.hstack(model.W_decs), np.concatenate(model.b_decs), norms
+    return model.W_dec, model.b_dec, np.linalg.norm(model.W_dec, axis=1)
 
 
 @dataclass(frozen=True, eq=False)
 class TrainResult:
-    """A trained SAE with its activation and training history.
+    """A trained SAE, transcoder or crosscoder with its activation and training history.
 
     Attributes
     ----------
-    sae : SAE
-        The weights (float64). ``sae.encode`` is ReLU whatever ``activation`` is.
+    sae : SAE, Transcoder or Crosscoder
+        The weights (float64); also available as :attr:`model`. Its ``encode`` is ReLU
+        whatever ``activation`` is.
     activation : str
         The activation the weights were trained with.
     k : int or None
@@ -49,28 +86,44 @@ class TrainResult:
         JumpReLU thresholds ``(K,)`` or the BatchTopK inference threshold ``()``.
     history : dict of ndarray
         Per record (every ``log_every`` steps and at the end): ``step``, ``loss``
-        (training objective on the batch), ``l0``, ``explained_variance``,
-        ``dead_fraction``, ``lr``, ``lam``, ``time`` (seconds).
+        (the activation's training objective on the batch, without anchoring),
+        ``anchor_penalty`` (the anchoring term, 0 without anchoring), ``l0``,
+        ``explained_variance`` (of the targets), ``dead_fraction``, ``lr``, ``lam``,
+        ``time`` (seconds).
     steps : int
         Optimiser steps completed.
+    kind : {"sae", "transcoder", "crosscoder"}
+    anchored : int
+        Number of anchored latents (the first ones); 0 without anchoring.
     """
 
-    sae: SAE
+    sae: Model
     activation: str
     k: int | None
     threshold: np.ndarray | None
     history: dict[str, np.ndarray] = field(repr=False)
     steps: int
+    kind: str = "sae"
+    anchored: int = 0
+
+    @property
+    def model(self) -> Model:
+        """The trained weights (same object as :attr:`sae`)."""
+        return self.sae
 
     @property
     def certifiable(self) -> bool:
-        """Whether the convex program applies (ReLU activation with an L1 penalty)."""
+        """Whether the convex program applies (ReLU activation with an L1 penalty).
+
+        An anchored run is certifiable in this sense too: :func:`convexdict.certify`
+        bounds the canonical loss of any weights, however they were trained.
+        """
         return self.activation == "relu"
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         """Codes ``(N, K)`` of ``X (N, d)`` with the trained activation (inference mode:
         BatchTopK uses its global threshold, TopK keeps ``k`` per row)."""
-        X = check_matrix("X", X, n_cols=self.sae.d_in)
+        X = check_matrix("X", X, n_cols=self.sae.W_enc.shape[0])
         return self._activate(X @ self.sae.W_enc + self.sae.b_enc)
 
     def _activate(self, pre: np.ndarray) -> np.ndarray:
@@ -84,14 +137,20 @@ class TrainResult:
         theta = np.maximum(self.threshold, 0.0)
         return np.where(pre > theta, pre, 0.0)
 
-    def evaluate(self, X: np.ndarray, lam: float, *, max_rows: int = 100_000,
+    def evaluate(self, X: np.ndarray, lam: float, *, target: np.ndarray | None = None,
+                 targets: list[np.ndarray] | None = None, max_rows: int = 100_000,
                  chunk: int = 4096) -> dict[str, float]:
         """Metrics of the trained function on ``X`` (float64, in chunks).
 
         Parameters
         ----------
         X : ndarray of shape (N, d) or memory map
+            The encoder's input.
         lam : float
+        target : ndarray of shape (N, d_out), optional
+            Required for a transcoder (and only then).
+        targets : list of ndarray of shape (N, d_l), optional
+            Required for a crosscoder (and only then).
         max_rows : int
             At most this many rows are used: all of them if ``N <= max_rows``, else a
             fixed random subset (seed 0).
@@ -100,31 +159,37 @@ class TrainResult:
         -------
         dict
             ``loss`` (the canonical formula with the trained codes: for ``relu`` exactly
-            :func:`convexdict.sae_loss` on those rows, otherwise a diagnostic that
-            nothing certifies), ``reconstruction``, ``penalty``, ``l0`` (mean nonzeros
-            per row), ``explained_variance`` (1 - SSE / SST about the rows' mean),
+            :func:`convexdict.sae_loss` / ``transcoder_loss`` / ``crosscoder_loss`` on
+            those rows, otherwise a diagnostic that nothing certifies),
+            ``reconstruction``, ``penalty``, ``l0`` (mean nonzeros per row),
+            ``explained_variance`` (1 - SSE / SST of the targets about their rows' mean),
             ``dead_fraction`` (latents that never fire on these rows), ``rows``.
         """
         lam = check_positive("lam", lam, allow_zero=True)
+        d_in = self.sae.W_enc.shape[0]
         if not isinstance(X, np.ndarray):
-            X = check_matrix("X", X, n_cols=self.sae.d_in)
+            X = check_matrix("X", X, n_cols=d_in)
+        layers = self._evaluation_targets(X.shape[0], target, targets)
         n = X.shape[0]
         rows = np.arange(n) if n <= max_rows else np.sort(
             np.random.default_rng(0).choice(n, max_rows, replace=False))
-        norms = self.sae.decoder_norms()
+        W_dec, b_dec, norms = _decoder(self.sae)
         sse = pen = nnz = sq = 0.0
-        total = np.zeros(self.sae.d_in)
+        total = np.zeros(W_dec.shape[1])
         fired = np.zeros(self.sae.width, dtype=bool)
         for start in range(0, rows.size, chunk):
-            part = check_matrix("X", X[rows[start : start + chunk]], n_cols=self.sae.d_in)
+            idx = rows[start : start + chunk]
+            part = check_matrix("X", X[idx], n_cols=d_in)
+            goal = part if layers is None else np.hstack([
+                check_matrix(name, T[idx], n_cols=W.shape[1]) for name, T, W in layers])
             codes = self._activate(part @ self.sae.W_enc + self.sae.b_enc)
-            resid = part - self.sae.decode(codes)
+            resid = goal - (codes @ W_dec + b_dec)
             sse += float(np.einsum("ij,ij->", resid, resid))
             pen += float(codes.sum(axis=0) @ norms)
             nnz += float(np.count_nonzero(codes))
             fired |= (codes > 0).any(axis=0)
-            total += part.sum(axis=0)
-            sq += float(np.einsum("ij,ij->", part, part))
+            total += goal.sum(axis=0)
+            sq += float(np.einsum("ij,ij->", goal, goal))
         m = rows.size
         sst = sq - float(total @ total) / m
         return {
@@ -137,27 +202,78 @@ class TrainResult:
             "rows": int(m),
         }
 
+    def _evaluation_targets(self, n: int, target: Any, targets: Any) -> list | None:
+        """``[(name, array (N, d_l), W_dec^(l)), ...]`` for the model's kind, or None."""
+        expected = {"sae": "neither 'target' nor 'targets'", "transcoder": "'target'",
+                    "crosscoder": "'targets'"}[self.kind]
+        given = (target is not None, targets is not None)
+        if given != (self.kind == "transcoder", self.kind == "crosscoder"):
+            raise ValueError(
+                f"The 'target'/'targets' parameters: a {self.kind} is evaluated with "
+                f"{expected}. Got target={'given' if given[0] else None}, "
+                f"targets={'given' if given[1] else None}."
+            )
+        if self.kind == "sae":
+            return None
+        if self.kind == "transcoder":
+            named = [("target", target, self.sae.W_dec)]
+        else:
+            if isinstance(targets, np.ndarray) or len(targets) != len(self.sae.W_decs):
+                raise ValueError(
+                    f"The 'targets' parameter must be a list of {len(self.sae.W_decs)} arrays "
+                    f"(one per layer). Got {type(targets).__name__}."
+                )
+            named = [(f"targets[{i}]", T, W)
+                     for i, (T, W) in enumerate(zip(targets, self.sae.W_decs, strict=True))]
+        out = []
+        for name, T, W in named:
+            if not hasattr(T, "shape") or len(T.shape) != 2:
+                T = check_matrix(name, T, n_cols=W.shape[1])
+            if T.shape[0] != n:
+                raise ValueError(
+                    f"The '{name}' parameter must have {n} rows like X. Got shape {T.shape}."
+                )
+            out.append((name, T, W))
+        return out
 
-def _check_data(X: Any) -> Any:
+
+def _check_data(X: Any, name: str = "X") -> Any:
     """An in-memory float array or a read-only memory map of a ``.npy`` file."""
     if isinstance(X, (str, os.PathLike)):
         path = Path(X)
         if path.suffix != ".npy":
             raise ValueError(
-                f"The 'X' parameter must be an array or the path of a .npy file. Got {str(X)!r}; "
-                "load other formats yourself (or use the CLI, which reads .npz and .csv)."
+                f"The '{name}' parameter must be an array or the path of a .npy file. Got "
+                f"{str(X)!r}; load other formats yourself (or use the CLI, which reads .npz "
+                "and .csv)."
             )
         if not path.is_file():
-            raise FileNotFoundError(f"The 'X' parameter names a missing file: {str(X)!r}.")
+            raise FileNotFoundError(f"The '{name}' parameter names a missing file: {str(X)!r}.")
         X = np.load(path, mmap_mode="r")
     if isinstance(X, np.ndarray) and X.dtype.kind == "f":
         if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
             raise ValueError(
-                "The 'X' parameter must be a 2-D array of shape (n_samples, n_features). "
+                f"The '{name}' parameter must be a 2-D array of shape (n_samples, n_features). "
                 f"Got an array with shape {X.shape}."
             )
         return X  # finiteness is checked in the engine's chunked pass over the data
-    return check_matrix("X", X)
+    return check_matrix(name, X)
+
+
+def _check_targets(targets: list[Any], names: list[str], n: int) -> list[Any]:
+    """Each target checked like ``X`` (finite when in memory), with ``n`` rows."""
+    out = []
+    for name, T in zip(names, targets, strict=True):
+        T = _check_data(T, name)
+        if T.shape[0] != n:
+            raise ValueError(
+                f"The '{name}' parameter must have N={n} rows like the encoder input (row i is "
+                f"the target of input row i). Got shape {T.shape}."
+            )
+        if not isinstance(T, np.memmap) and not np.all(np.isfinite(T)):
+            raise ValueError(f"The '{name}' parameter must contain only finite values.")
+        out.append(T)
+    return out
 
 
 def _check_device(device: Any) -> str:
@@ -200,6 +316,8 @@ def train_sae(
     resume: bool = False,
     quiet: bool = True,
     return_history: bool = False,
+    anchors: tuple[np.ndarray | None, np.ndarray | None] | None = None,
+    lam_anchor: float = 0.0,
     **more: Any,
 ) -> SAE | TrainResult:
     """Train an SAE of width ``width`` with Adam and return its float64 weights.
@@ -234,6 +352,13 @@ def train_sae(
     return_history : bool
         Return a :class:`TrainResult` (SAE, activation, thresholds, history) instead
         of the bare :class:`SAE`.
+    anchors : tuple (A_enc (d, k) or None, A_dec (k, d) or None), optional
+        Feature anchors for the first ``k`` latents (:func:`anchors_from_features`,
+        :func:`anchors_from_class_means`); used when ``lam_anchor > 0``.
+    lam_anchor : float
+        Weight of ``||W_enc[:, :k] - A_enc||^2 + ||W_dec[:k] - A_dec||^2`` in the
+        training loss (``>= 0``; 0 is exactly the unanchored run). With
+        ``lam_anchor > 0`` the run does not minimise the canonical objective.
     **more
         Other :class:`solvers.sgd.TrainConfig` fields: ``warmup_steps``, ``decay``,
         ``l1_warmup_steps``, ``resample_dead_every``, ``dead_window``,
@@ -257,6 +382,135 @@ def train_sae(
     >>> sae.W_dec.shape
     (4, 3)
     """
+    return _fit("sae", X, None, lam, width, steps=steps, batch_size=batch_size, lr=lr,
+                seed=seed, device=device, dtype=dtype, activation=activation, k=k,
+                checkpoint_dir=checkpoint_dir, resume=resume, quiet=quiet,
+                return_history=return_history, anchors=anchors, lam_anchor=lam_anchor,
+                **more)
+
+
+def train_transcoder(
+    X_in: np.ndarray | str | os.PathLike,
+    Y: np.ndarray | str | os.PathLike,
+    lam: float,
+    width: int,
+    **options: Any,
+) -> Transcoder | TrainResult:
+    """Train a transcoder (encode ``X_in``, reconstruct ``Y``) with Adam.
+
+    With ``activation="relu"`` the objective is the canonical transcoder loss
+    (:func:`convexdict.transcoder_loss`),
+    ``(1/N) sum_n [1/2 ||y_n - yhat_n||^2 + lam sum_k ||W_dec[k]|| z_nk]``, and
+    ``convexdict.certify(X_in, lam, target=Y).lower_bound`` bounds it from below.
+
+    Parameters
+    ----------
+    X_in : ndarray of shape (N, d_in), or path to a ``.npy`` file
+    Y : ndarray of shape (N, d_out), or path to a ``.npy`` file
+        Row ``n`` is the target of ``X_in[n]``.
+    lam, width
+        As in :func:`train_sae`.
+    **options
+        Every keyword of :func:`train_sae` (``steps``, ``activation``, ``anchors`` with
+        ``A_enc (d_in, k)`` and ``A_dec (k, d_out)``, ...). Initialisation: ``b_dec`` is
+        the mean of ``Y``, ``b_enc = -mean(X_in) @ W_enc``, and ``W_enc = W_dec.T`` when
+        ``d_in == d_out`` (independent unit columns otherwise), so ``Y = X_in`` trains
+        exactly like :func:`train_sae` with the same seed (without dead-latent
+        resampling, which centres inputs differently).
+
+    Returns
+    -------
+    Transcoder or TrainResult
+        ``TrainResult.sae`` is the :class:`~convexdict.family.Transcoder`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(64, 3))
+    >>> tc = train_transcoder(X, X @ rng.normal(size=(3, 2)), 0.1, 4, steps=20, device="cpu")
+    >>> tc.W_enc.shape, tc.W_dec.shape
+    ((3, 4), (4, 2))
+    """
+    return _fit("transcoder", X_in, [Y], lam, width, **options)
+
+
+def train_crosscoder(
+    X: np.ndarray | str | os.PathLike,
+    targets: list[np.ndarray | str | os.PathLike],
+    lam: float,
+    width: int,
+    **options: Any,
+) -> Crosscoder | TrainResult:
+    """Train a crosscoder (encode ``X``, one decoder per target layer) with Adam.
+
+    With ``activation="relu"`` the objective is the canonical crosscoder loss
+    (:func:`convexdict.crosscoder_loss`): squared errors summed over layers plus
+    ``lam sum_k z_k sum_l ||W_dec^(l)[k]||``, bounded from below by
+    ``convexdict.certify(X, lam, targets=targets).lower_bound``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, d_in), or path to a ``.npy`` file
+        The encoder's input, typically the layers concatenated.
+    targets : list of ndarray of shape (N, d_l) or ``.npy`` paths
+        One per layer, row-aligned with ``X``.
+    lam, width
+        As in :func:`train_sae`.
+    **options
+        Every keyword of :func:`train_sae`. ``anchors`` take ``A_enc (d_in, k)`` and
+        ``A_dec`` of shape ``(k, sum_l d_l)`` (the layers side by side) or a list of
+        per-layer ``(k, d_l)`` arrays. The decoder is initialised with unit rows over
+        all layers together, and ``W_enc = W_dec.T`` when ``d_in == sum_l d_l``.
+
+    Returns
+    -------
+    Crosscoder or TrainResult
+        ``TrainResult.sae`` is the :class:`~convexdict.family.Crosscoder`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> A, B = rng.normal(size=(64, 3)), rng.normal(size=(64, 2))
+    >>> cc = train_crosscoder(np.hstack([A, B]), [A, B], 0.1, 4, steps=20, device="cpu")
+    >>> [W.shape for W in cc.W_decs]
+    [(4, 3), (4, 2)]
+    """
+    if isinstance(targets, (np.ndarray, str, os.PathLike)) or not isinstance(
+            targets, (list, tuple)) or not targets:
+        raise ValueError(
+            "The 'targets' parameter must be a non-empty list of (N, d_l) arrays or .npy "
+            f"paths, one per layer. Got {type(targets).__name__}."
+        )
+    return _fit("crosscoder", X, list(targets), lam, width, **options)
+
+
+def _fit(
+    kind: str,
+    X: Any,
+    targets: list[Any] | None,
+    lam: float,
+    width: int,
+    *,
+    steps: int = 2000,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str = "auto",
+    dtype: str = "float32",
+    activation: str = "relu",
+    k: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    quiet: bool = True,
+    return_history: bool = False,
+    anchors: tuple[np.ndarray | None, np.ndarray | None] | None = None,
+    lam_anchor: float = 0.0,
+    **more: Any,
+) -> Model | TrainResult:
+    """The shared front end of :func:`train_sae`, :func:`train_transcoder` and
+    :func:`train_crosscoder`: validate, run :func:`solvers.sgd.train`, wrap the weights."""
     from solvers.sgd import TrainConfig, train
 
     lam = check_positive("lam", lam, allow_zero=True)
@@ -288,23 +542,58 @@ def train_sae(
         raise ValueError(f"The 'checkpoint_dir' parameter must be a path. Got {checkpoint_dir!r}.")
     if resume and checkpoint_dir is None:
         raise ValueError("The 'resume' parameter needs a 'checkpoint_dir' to resume from.")
+    lam_anchor = check_positive("lam_anchor", lam_anchor, allow_zero=True)
+    if lam_anchor > 0 and anchors is None:
+        raise ValueError(
+            f"The 'lam_anchor' parameter is {lam_anchor} but no 'anchors' were given. Pass "
+            "anchors=anchors_from_features(F) (or (A_enc, A_dec)) or leave lam_anchor=0."
+        )
     known = set(TrainConfig.__dataclass_fields__) - set(_EXPLICIT)
     unknown = sorted(set(more) - known)
     if unknown:
         raise TypeError(
-            f"train_sae() got unexpected keyword argument(s) {unknown}; "
+            f"train_{kind}() got unexpected keyword argument(s) {unknown}; "
             f"accepted extras: {sorted(known)}."
         )
     device = _check_device(device)
-    data = _check_data(X)
+    data = _check_data(X, "X_in" if kind == "transcoder" else "X")
+    if targets is not None:
+        names = ["Y"] if kind == "transcoder" else [f"targets[{i}]" for i in range(len(targets))]
+        targets = _check_targets(targets, names, data.shape[0])
+    if anchors is not None:
+        d_out = data.shape[1] if targets is None else sum(T.shape[1] for T in targets)
+        anchors = check_anchors(anchors, data.shape[1], d_out, width)
     config = TrainConfig(
         lam=lam, width=width, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
         activation=activation, k=k, dtype=dtype, device=device, quiet=quiet,
+        lam_anchor=lam_anchor,
         checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir), **more,
     )
-    out = train(data, config, resume=resume)
-    sae = SAE(out["W_enc"], out["b_enc"], out["W_dec"], out["b_dec"])
+    out = train(data, config, resume=resume, targets=targets, anchors=anchors)
+    model: Model
+    if kind == "sae":
+        model = SAE(out["W_enc"], out["b_enc"], out["W_dec"], out["b_dec"])
+    elif kind == "transcoder":
+        model = Transcoder(out["W_enc"], out["b_enc"], out["W_dec"], out["b_dec"])
+    else:
+        cuts = np.cumsum([T.shape[1] for T in targets])[:-1]
+        model = Crosscoder(out["W_enc"], out["b_enc"],
+                           tuple(np.split(out["W_dec"], cuts, axis=1)),
+                           tuple(np.split(out["b_dec"], cuts)))
     if not return_history:
-        return sae
-    return TrainResult(sae=sae, activation=activation, k=k, threshold=out.get("threshold"),
-                       history=out["history"], steps=int(out["step"]))
+        return model
+    n_anchored = anchors.k if anchors is not None and lam_anchor > 0 else 0
+    return TrainResult(sae=model, activation=activation, k=k, threshold=out.get("threshold"),
+                       history=out["history"], steps=int(out["step"]), kind=kind,
+                       anchored=n_anchored)
+
+
+__all__ = [
+    "Anchors",
+    "TrainResult",
+    "anchors_from_class_means",
+    "anchors_from_features",
+    "train_crosscoder",
+    "train_sae",
+    "train_transcoder",
+]

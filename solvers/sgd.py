@@ -1,7 +1,12 @@
 """Adam/SGD training of sparse autoencoders on arrays, memory maps or tensors.
 
-The engine behind ``convexdict.train_sae``. It works on plain arrays and never imports
-``convexdict``.
+The engine behind ``convexdict.train_sae``, ``train_transcoder`` and
+``train_crosscoder``. It works on plain arrays and never imports ``convexdict``.
+
+Transcoders and crosscoders: pass ``targets=[Y_1, ..., Y_L]`` (row-aligned with ``X``)
+and the model encodes ``X`` and decodes the layers side by side (``W_dec (K, sum d_l)``,
+see :mod:`solvers.torch_sae`); one target is a transcoder. ``targets=None`` is the SAE,
+the same computation as before targets existed.
 
 What it does, in order, for ``step = 0 .. steps-1``:
 
@@ -17,7 +22,11 @@ What it does, in order, for ``step = 0 .. steps-1``:
    every ``checkpoint_every`` steps, write a checkpoint.
 
 Initialisation: decoder rows unit-norm Gaussian, ``W_enc = W_dec.T``, ``b_dec`` = the data
-mean (exact, one chunked pass over the data), ``b_enc = -b_dec @ W_enc``.
+mean (exact, one chunked pass over the data), ``b_enc = -b_dec @ W_enc``. With targets:
+``b_dec`` = the targets' mean, ``b_enc = -mean(X) @ W_enc``, and ``W_enc`` is tied to
+``W_dec.T`` only when ``X`` and the concatenated targets have the same width (else an
+independent unit-column draw); so a transcoder with ``Y = X`` starts, and trains,
+exactly like the SAE with the same seed.
 
 L1 warmup: with ``l1_warmup_steps > 0`` the penalty weight is ramped linearly from
 ``lam / l1_warmup_steps`` to ``lam``. During the ramp the objective being minimised is
@@ -29,8 +38,17 @@ its decoder row set to a unit vector ``(x - b_dec)/||x - b_dec||`` for an input 
 drawn from ``resample_samples`` random rows with probability proportional to the square
 of its reconstruction loss ``1/2 ||x - xhat||^2``; its encoder column is the same vector
 scaled to 0.2 times the mean encoder-column norm of the alive latents, its bias is
-``-b_dec @ W_enc[:, k]`` and its Adam moments are reset. Resampling changes the
+``-b_dec @ W_enc[:, k]`` and its Adam moments are reset. With targets the decoder row is
+``(y - b_dec)/||y - b_dec||`` and the encoder column ``(x - m)/||x - m||`` (same scale),
+``m = mean(X)`` standing in for ``b_dec`` on the input side. Resampling changes the
 trajectory, not the objective.
+
+Feature anchoring (paper B, :mod:`solvers.anchoring`): with ``anchors=(A_enc, A_dec)``
+and ``config.lam_anchor > 0`` the step minimises the activation's objective plus
+``lam_anchor * (||W_enc[:, :k] - A_enc||^2 + ||W_dec[:k] - A_dec||^2)``. That is a
+different objective from the canonical one; the history's ``loss`` stays the
+activation's objective and ``anchor_penalty`` records the added term.
+``lam_anchor = 0`` is exactly the unanchored run.
 
 Determinism: initialisation, batch order and resampling draw from one CPU
 ``torch.Generator`` seeded with ``seed``, so a CPU run is bit-reproducible, and a run
@@ -60,7 +78,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +89,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from .anchoring import Anchors, check_anchors
 from .torch_sae import ACTIVATIONS, TorchSAE, _Objective
 
 DECAYS = ("cosine", "linear", "constant")
@@ -134,6 +153,9 @@ class TrainConfig:
         Rows scored when choosing resampling inputs.
     jumprelu_threshold, jumprelu_bandwidth : float
         Initial JumpReLU threshold and straight-through-estimator width.
+    lam_anchor : float
+        Weight of the feature-anchoring term (0 = off); needs ``anchors`` in
+        :func:`train`. Not the canonical objective when > 0.
     dtype : {"float32", "float64"}
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
@@ -165,6 +187,7 @@ class TrainConfig:
     resample_samples: int = 4096
     jumprelu_threshold: float = 1e-3
     jumprelu_bandwidth: float = 1e-3
+    lam_anchor: float = 0.0
     dtype: str = "float32"
     device: str = "cpu"
     checkpoint_dir: str | None = None
@@ -175,8 +198,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # Plain Python numbers throughout, so checkpoints load with weights_only=True.
-        for name in ("lam", "lr", "jumprelu_threshold", "jumprelu_bandwidth"):
-            _need_float(name, getattr(self, name), allow_zero=name == "lam")
+        for name in ("lam", "lr", "jumprelu_threshold", "jumprelu_bandwidth", "lam_anchor"):
+            _need_float(name, getattr(self, name), allow_zero=name in ("lam", "lam_anchor"))
             object.__setattr__(self, name, float(getattr(self, name)))
         for name, minimum in (
             ("width", 1), ("steps", 0), ("batch_size", 1), ("seed", 0), ("warmup_steps", 0),
@@ -209,7 +232,9 @@ class TrainConfig:
 class _Data:
     """Row access to an array, a ``.npy`` memory map or a tensor, without loading a map."""
 
-    def __init__(self, X: Any, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(self, X: Any, dtype: torch.dtype, device: torch.device,
+                 name: str = "X") -> None:
+        self.name = name
         if isinstance(X, (str, os.PathLike)):
             X = np.load(X, mmap_mode="r")
         if isinstance(X, torch.Tensor):
@@ -218,7 +243,7 @@ class _Data:
             X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
             raise ValueError(
-                "The 'X' parameter must be a non-empty 2-D array (N, d). "
+                f"The '{name}' parameter must be a non-empty 2-D array (N, d). "
                 f"Got shape {tuple(X.shape)}."
             )
         self.source = X
@@ -228,7 +253,8 @@ class _Data:
         size = self.n * self.d * torch.empty((), dtype=dtype).element_size()
         if not isinstance(X, np.memmap) and (device.type == "cpu" or size <= _DEVICE_DATA_LIMIT):
             if isinstance(X, np.ndarray):
-                X = torch.from_numpy(X if X.flags.writeable else X.copy())
+                # torch needs writeable memory and non-negative strides (e.g. X[:, ::-1])
+                X = torch.from_numpy(np.ascontiguousarray(X) if X.flags.writeable else X.copy())
             self.resident = X.to(device=device, dtype=dtype)
 
     def _host_chunk(self, start: int, stop: int) -> np.ndarray:
@@ -244,8 +270,8 @@ class _Data:
             chunk = self._host_chunk(start, min(start + _CHUNK_ROWS, self.n))
             if not np.all(np.isfinite(chunk)):
                 raise ValueError(
-                    "The 'X' parameter must contain only finite values. Got NaN or infinite "
-                    f"entries in rows [{start}, {start + chunk.shape[0]})."
+                    f"The '{self.name}' parameter must contain only finite values. Got NaN or "
+                    f"infinite entries in rows [{start}, {start + chunk.shape[0]})."
                 )
             total += chunk.sum(axis=0)
         return total / self.n
@@ -261,6 +287,36 @@ class _Data:
             return self.resident.index_select(0, self._to_device(torch.from_numpy(idx)))
         host = torch.from_numpy(np.asarray(self.source[idx]))
         return self._to_device(host).to(self.dtype)
+
+
+class _Targets:
+    """The target layers of a transcoder or crosscoder, read row-aligned with ``X``."""
+
+    def __init__(self, targets: Any, n: int, dtype: torch.dtype, device: torch.device) -> None:
+        if isinstance(targets, (np.ndarray, torch.Tensor, str, os.PathLike)) \
+                or not isinstance(targets, Sequence) or len(targets) == 0:
+            raise ValueError(
+                "The 'targets' parameter must be a non-empty list of (N, d_l) arrays, tensors "
+                f"or .npy paths (one per layer). Got {type(targets).__name__}."
+            )
+        self.layers = [_Data(T, dtype, device, name=f"targets[{i}]")
+                       for i, T in enumerate(targets)]
+        for layer in self.layers:
+            if layer.n != n:
+                raise ValueError(
+                    f"The '{layer.name}' parameter must have N={n} rows like X (row i is the "
+                    f"target of X[i]). Got {layer.n} rows."
+                )
+        self.dims = tuple(layer.d for layer in self.layers)
+
+    def mean(self) -> np.ndarray:
+        """Exact float64 column means of the concatenated layers, shape ``(D,)``."""
+        return np.concatenate([layer.mean() for layer in self.layers])
+
+    def rows(self, idx: np.ndarray) -> torch.Tensor:
+        """Rows ``idx`` of the concatenated layers, shape ``(len(idx), D)``."""
+        parts = [layer.rows(idx) for layer in self.layers]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 class _Sampler:
@@ -395,7 +451,8 @@ def _progress(enabled: bool, total: int) -> AbstractContextManager[Any]:
 @torch.no_grad()
 def _resample(model: TorchSAE, opt: torch.optim.Optimizer, data: _Data,
               gen: torch.Generator, idle: torch.Tensor, config: TrainConfig,
-              world: int) -> int:
+              world: int, targets: _Targets | None = None,
+              input_mean: torch.Tensor | None = None) -> int:
     """Resample dead latents in place (module docstring); returns how many."""
     dead = _global_idle(idle, world) >= config.dead_window
     n_dead = int(dead.sum())
@@ -403,24 +460,31 @@ def _resample(model: TorchSAE, opt: torch.optim.Optimizer, data: _Data,
         return 0
     pool = np.sort(torch.randint(0, data.n, (config.resample_samples,), generator=gen).numpy())
     x = data.rows(pool)
+    y = x if targets is None else targets.rows(pool)
     was_training = model.training
     model.eval()
     errors = []
     for start in range(0, x.shape[0], 4096):
         part = x[start : start + 4096]
-        errors.append(0.5 * ((part - model(part)[0]) ** 2).sum(dim=1))
+        errors.append(0.5 * ((y[start : start + 4096] - model(part)[0]) ** 2).sum(dim=1))
     model.train(was_training)
     weights = torch.cat(errors).to("cpu", torch.float64) ** 2
     if not float(weights.sum()) > 0:
         weights = torch.ones_like(weights)
     pick = torch.multinomial(weights, n_dead, replacement=True, generator=gen)
-    vecs = x[pick.to(x.device)] - model.b_dec
+    pick = pick.to(x.device)
+    vecs = y[pick] - model.b_dec
     vecs = vecs / vecs.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    centre, enc = model.b_dec, vecs
+    if targets is not None:
+        centre = input_mean
+        enc = x[pick] - centre
+        enc = enc / enc.norm(dim=1, keepdim=True).clamp_min(1e-12)
     alive = ~dead
     scale = model.W_enc[:, alive].norm(dim=0).mean() if bool(alive.any()) else 1.0
     model.W_dec[dead] = vecs
-    model.W_enc[:, dead] = vecs.T * (0.2 * scale)
-    model.b_enc[dead] = -(model.b_dec @ model.W_enc[:, dead])
+    model.W_enc[:, dead] = enc.T * (0.2 * scale)
+    model.b_enc[dead] = -(centre @ model.W_enc[:, dead])
     for param, where in ((model.W_enc, (slice(None), dead)), (model.b_enc, dead),
                          (model.W_dec, dead)):
         for key in ("exp_avg", "exp_avg_sq"):
@@ -436,12 +500,14 @@ def train(
     config: TrainConfig,
     init: dict[str, np.ndarray] | None = None,
     *,
+    targets: Sequence[np.ndarray | torch.Tensor | str | os.PathLike] | None = None,
+    anchors: tuple[np.ndarray | None, np.ndarray | None] | None = None,
     progress: bool | None = None,
     resume: bool = False,
     stop_after: int | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train a sparse autoencoder with Adam.
+    """Train a sparse autoencoder, transcoder or crosscoder with Adam.
 
     Parameters
     ----------
@@ -451,8 +517,14 @@ def train(
         in ``config.dtype`` when it is on CPU or at most 4 GiB.
     config : TrainConfig
     init : dict, optional
-        Initial ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, d)``, ``b_dec (d,)``
+        Initial ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, D)``, ``b_dec (D,)``
         (and ``threshold`` for jumprelu/batchtopk) instead of the default init.
+    targets : list of ndarray of shape (N, d_l), Tensor or ``.npy`` path, optional
+        Target layers: one for a transcoder, several for a crosscoder (decoded side by
+        side, ``D = sum d_l``). Default: reconstruct ``X`` (an SAE, ``D = d``).
+    anchors : tuple (A_enc (d, k) or None, A_dec (k, D) or None), optional
+        Feature anchors for the first ``k`` latents (:mod:`solvers.anchoring`), used
+        with ``config.lam_anchor > 0`` (required then).
     progress : bool, optional
         Show a rich progress bar (default: ``not config.quiet``; rank 0 only).
     resume : bool
@@ -468,10 +540,12 @@ def train(
     Returns
     -------
     dict
-        ``W_enc``, ``b_enc``, ``W_dec``, ``b_dec`` (float64 arrays, plus ``threshold``
-        for jumprelu/batchtopk); ``history``: dict of arrays ``step``, ``loss``
-        (training objective on the batch), ``l0``, ``explained_variance``,
-        ``dead_fraction``, ``lr``, ``lam``, ``time``; ``step``: steps completed.
+        ``W_enc``, ``b_enc``, ``W_dec (K, D)``, ``b_dec (D,)`` (float64 arrays, plus
+        ``threshold`` for jumprelu/batchtopk); ``history``: dict of arrays ``step``,
+        ``loss`` (the activation's training objective on the batch, without anchoring),
+        ``anchor_penalty`` (the anchoring term, 0 when off), ``l0``,
+        ``explained_variance`` (of the targets), ``dead_fraction``, ``lr``, ``lam``,
+        ``time``; ``step``: steps completed.
     """
     if stop_after is not None:
         _need_int("stop_after", stop_after, 0)
@@ -488,15 +562,27 @@ def train(
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return _train(X, config, init, device, progress, resume, stop_after, callback)
+    return _train(X, config, init, device, progress, resume, stop_after, callback,
+                  targets, anchors)
 
 
 def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
            device: torch.device, progress: bool | None, resume: bool,
-           stop_after: int | None, callback: Callable[..., None] | None) -> dict[str, Any]:
+           stop_after: int | None, callback: Callable[..., None] | None,
+           targets: Any = None, anchors: Any = None) -> dict[str, Any]:
     rank, world = _dist_world()
     dtype = DTYPES[config.dtype]
     data = _Data(X, dtype, device)
+    tgt = None if targets is None else _Targets(targets, data.n, dtype, device)
+    out_dims = None if tgt is None else tgt.dims
+    d_out = data.d if tgt is None else sum(tgt.dims)
+    anchor_set = None if anchors is None else check_anchors(anchors, data.d, d_out,
+                                                            config.width)
+    if config.lam_anchor > 0 and anchor_set is None:
+        raise ValueError(
+            f"The 'lam_anchor' parameter is {config.lam_anchor} but no 'anchors' were given. "
+            "Pass anchors=(A_enc, A_dec) (e.g. anchors_from_features) or lam_anchor=0."
+        )
     batch = min(config.batch_size, data.n)
     if batch < world:
         raise ValueError(
@@ -505,25 +591,35 @@ def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
         )
     gen = torch.Generator().manual_seed(config.seed)
     mean = data.mean()
-    model = TorchSAE(data.d, config.width, config.activation, config.k,
+    target_mean = mean if tgt is None else tgt.mean()
+    model = TorchSAE(data.d, config.width, config.activation, config.k, out_dims=out_dims,
                      threshold=config.jumprelu_threshold,
                      bandwidth=config.jumprelu_bandwidth, dtype=dtype, device=device)
     if init is None:
-        model.initialize(mean, gen)
+        model.initialize(target_mean, gen, input_mean=None if tgt is None else mean)
     else:
-        start = TorchSAE.from_arrays(
-            init["W_enc"], init["b_enc"], init["W_dec"], init["b_dec"], dtype, device,
-            activation=config.activation, k=config.k,
-            threshold=init.get("threshold", config.jumprelu_threshold
-                               if config.activation == "jumprelu" else None),
-            bandwidth=config.jumprelu_bandwidth)
+        try:
+            start = TorchSAE.from_arrays(
+                init["W_enc"], init["b_enc"], init["W_dec"], init["b_dec"], dtype, device,
+                activation=config.activation, k=config.k,
+                threshold=init.get("threshold", config.jumprelu_threshold
+                                   if config.activation == "jumprelu" else None),
+                bandwidth=config.jumprelu_bandwidth, out_dims=out_dims)
+        except ValueError as exc:
+            raise ValueError(f"The 'init' parameter is invalid: {exc}") from exc
         if (start.d_in, start.width) != (data.d, config.width):
             raise ValueError(
                 f"The 'init' parameter must hold weights of shape d={data.d}, "
                 f"K={config.width}. Got d={start.d_in}, K={start.width}."
             )
         model.load_state_dict(start.state_dict())
-    objective = _Objective(model)
+    anchored = anchor_set is not None and config.lam_anchor > 0
+    a_enc = a_dec = None
+    if anchored:
+        a_enc, a_dec = (None if a is None else torch.as_tensor(a, dtype=dtype, device=device)
+                        for a in anchor_set)
+    objective = _Objective(model, a_enc, a_dec, config.lam_anchor)
+    identity = _identity(config, tgt, anchor_set if anchored else None)
     net = objective
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
@@ -539,9 +635,10 @@ def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
 
     if resume and ckdir is not None and (found := _checkpoints(ckdir)):
         state = torch.load(found[-1][1], map_location="cpu", weights_only=True)
-        mine = {f: getattr(config, f) for f in _TRAJECTORY_FIELDS}
+        mine = identity
         if state["config"] != mine or tuple(state["data_shape"]) != (data.n, data.d):
-            diff = sorted(f for f in mine if state["config"].get(f) != mine[f])
+            diff = sorted(f for f in set(mine) | set(state["config"])
+                          if state["config"].get(f) != mine.get(f))
             raise ValueError(
                 f"The checkpoint {found[-1][1]} comes from a different run (differing "
                 f"settings: {diff or 'data shape'}). Use another 'checkpoint_dir' or "
@@ -559,7 +656,7 @@ def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
         if ckdir is None or rank != 0:
             return
         state = {
-            "config": {f: getattr(config, f) for f in _TRAJECTORY_FIELDS},
+            "config": identity,
             "data_shape": (data.n, data.d), "step": step,
             "elapsed": elapsed + time.perf_counter() - t0, "model": model.state_dict(),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -571,6 +668,7 @@ def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
     stop = config.steps if stop_after is None else min(config.steps, stop_after)
     show = (not config.quiet if progress is None else progress) and rank == 0
     mean_t = torch.as_tensor(mean, dtype=dtype, device=device)
+    target_mean_t = torch.as_tensor(target_mean, dtype=dtype, device=device)
     model.train()
     t0 = time.perf_counter()
     with _progress(show and step < stop, config.steps) as bar:
@@ -579,13 +677,16 @@ def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
             idx = sampler.next()
             shard = np.array_split(idx, world)[rank] if world > 1 else idx
             x = data.rows(shard)
+            y = None if tgt is None else tgt.rows(shard)
             lam_t = config.lam
             if config.l1_warmup_steps:
                 lam_t = config.lam * min(1.0, (step + 1) / config.l1_warmup_steps)
-            out = net(x, lam_t)
+            out = net(x, lam_t, y)
             loss = out.loss
             if world > 1 and len(shard) * world != len(idx):
                 loss = loss * (len(shard) * world / len(idx))
+            if out.anchor is not None:  # a function of the weights only: not reweighted
+                loss = loss + out.anchor
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -596,11 +697,14 @@ def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
                 idle = torch.where(fired, torch.zeros_like(idle), idle + 1)
             if config.resample_dead_every and step % config.resample_dead_every == 0 \
                     and step < config.steps:
-                _resample(model, opt, data, gen, idle, config, world)
+                _resample(model, opt, data, gen, idle, config, world, tgt, mean_t)
             if step % config.log_every == 0 or step == config.steps:
-                record = _record(out, x, mean_t, idle, step, world, len(idx), config)
+                record = _record(out, x if y is None else y, target_mean_t, idle, step, world,
+                                 len(idx), config)
                 record.update(lr=sched.get_last_lr()[0], lam=lam_t,
-                              time=elapsed + time.perf_counter() - t0)
+                              time=elapsed + time.perf_counter() - t0,
+                              anchor_penalty=0.0 if out.anchor is None
+                              else float(out.anchor.detach()))
                 history.append(record)
                 if bar is not None:
                     bar.update(task, stats=(
@@ -615,16 +719,37 @@ def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
                 bar.update(task, advance=1)
     model.eval()
     result: dict[str, Any] = model.to_arrays()
-    keys = ("step", "loss", "l0", "explained_variance", "dead_fraction", "lr", "lam", "time")
-    result["history"] = {key: np.array([rec[key] for rec in history]) for key in keys}
+    keys = ("step", "loss", "anchor_penalty", "l0", "explained_variance", "dead_fraction",
+            "lr", "lam", "time")
+    # .get: records from checkpoints written before anchoring existed lack that key
+    result["history"] = {key: np.array([rec.get(key, 0.0) for rec in history])
+                         for key in keys}
     result["step"] = step
     return result
+
+
+def _identity(config: TrainConfig, targets: _Targets | None,
+              anchors: Anchors | None) -> dict[str, Any]:
+    """What a checkpoint must agree on to be resumed (plain Python values only).
+
+    The SAE entries are exactly the pre-targets ones, so older checkpoints still resume.
+    """
+    ident: dict[str, Any] = {f: getattr(config, f) for f in _TRAJECTORY_FIELDS}
+    if targets is not None:
+        ident["target_dims"] = list(targets.dims)
+    if anchors is not None:
+        ident["lam_anchor"] = config.lam_anchor
+        ident["anchors"] = anchors.fingerprint()
+    return ident
 
 
 @torch.no_grad()
 def _record(out: Any, x: torch.Tensor, mean: torch.Tensor, idle: torch.Tensor, step: int,
             world: int, global_batch: int, config: TrainConfig) -> dict[str, float]:
-    """Batch statistics summed over ranks: loss, L0, explained variance, dead fraction."""
+    """Batch statistics summed over ranks: loss, L0, explained variance, dead fraction.
+
+    ``x`` is the batch of targets (the inputs for an SAE) and ``mean`` their data mean.
+    """
     rows = x.shape[0]
     sums = torch.stack([
         out.loss.detach().to(torch.float64) * rows,

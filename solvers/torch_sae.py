@@ -34,11 +34,30 @@ their training loss has no L1 term: ``topk`` and ``batchtopk`` minimise
 ``mean_n [1/2 ||x_n - xhat_n||^2 + lam * ||z_n||_0]`` (``lam`` weights an L0 count, not
 an L1 norm). :meth:`TorchSAE.loss` always evaluates the canonical formula with the
 module's own codes, which for those activations is a diagnostic, not their objective.
+
+Transcoders and crosscoders (THEORY section 6)
+----------------------------------------------
+The same module with ``out_dims`` set decodes into a different space: ``W_dec (K, D)``
+and ``b_dec (D,)`` with ``D = sum(out_dims)``, the columns split into one block per
+target layer. The codes are still ``act(x @ W_enc + b_enc)`` of the *input* ``x``; the
+losses take a ``target (B, D)`` (the layers concatenated) in place of ``x``, and the
+decoder-norm weight of latent ``k`` becomes ``sum_l ||W_dec^(l)[k]||`` (one norm per
+block). With a single block this is a transcoder, and with ``out_dims=(d_in,)`` and no
+target it is the SAE above, operation for operation.
+
+Feature anchoring (paper B)
+---------------------------
+:class:`_Objective` can add ``lam_anchor * (||W_enc[:, :k] - A_enc||_F^2 +
+||W_dec[:k] - A_dec||_F^2)`` (:meth:`TorchSAE.anchor_distance`) to the training loss of
+any activation. It is reported apart (:attr:`TrainOutput.anchor`): it changes the
+objective being minimised, and the canonical loss remains the quantity that is reported
+and compared.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -56,14 +75,20 @@ class TrainOutput(NamedTuple):
     Attributes
     ----------
     loss : Tensor of shape ()
-        The training objective of the activation, averaged over the batch.
-    recon : Tensor of shape (B, d)
+        The training objective of the activation, averaged over the batch (without the
+        anchoring term).
+    recon : Tensor of shape (B, D)
+        ``D = d`` for an SAE, the concatenated target dimensions otherwise.
     codes : Tensor of shape (B, K)
+    anchor : Tensor of shape () or None
+        The feature-anchoring term ``lam_anchor * distance`` (``None`` when anchoring is
+        off); the objective minimised is ``loss + anchor``.
     """
 
     loss: torch.Tensor
     recon: torch.Tensor
     codes: torch.Tensor
+    anchor: torch.Tensor | None = None
 
 
 class _JumpReLU(torch.autograd.Function):
@@ -131,6 +156,9 @@ class TorchSAE(nn.Module):
     k : int, optional
         Nonzeros per sample for ``topk`` (exact) and ``batchtopk`` (average over the
         batch). Required for those two, must be ``None`` otherwise.
+    out_dims : sequence of int, optional
+        Dimensions ``(d_1, ..., d_L)`` of the target layers (module docstring): ``(d_out,)``
+        for a transcoder, several for a crosscoder. Default ``(d_in,)``: an SAE.
     threshold : float
         Initial JumpReLU threshold (all latents).
     bandwidth : float
@@ -142,8 +170,9 @@ class TorchSAE(nn.Module):
     ----------
     W_enc : Parameter of shape (d, K)
     b_enc : Parameter of shape (K,)
-    W_dec : Parameter of shape (K, d)
-    b_dec : Parameter of shape (d,)
+    W_dec : Parameter of shape (K, D)
+        ``D = sum(out_dims)``; the layers' decoders side by side.
+    b_dec : Parameter of shape (D,)
     log_threshold : Parameter of shape (K,)
         Only for ``jumprelu``.
     batch_threshold : buffer of shape ()
@@ -161,12 +190,21 @@ class TorchSAE(nn.Module):
         activation: str = "relu",
         k: int | None = None,
         *,
+        out_dims: Sequence[int] | None = None,
         threshold: float = 1e-3,
         bandwidth: float = 1e-3,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
+        dims = (d_in,) if out_dims is None else tuple(out_dims)
+        if not dims or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                               and v >= 1 for v in dims):
+            raise ValueError(
+                "The 'out_dims' parameter must be a non-empty sequence of integers >= 1 (one "
+                f"per target layer). Got {out_dims!r}."
+            )
+        self.out_dims = tuple(int(v) for v in dims)
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"The 'activation' parameter must be one of {ACTIVATIONS}. Got {activation!r}."
@@ -188,8 +226,8 @@ class TorchSAE(nn.Module):
         opts = {"dtype": dtype, "device": device}
         self.W_enc = nn.Parameter(torch.zeros(d_in, width, **opts))
         self.b_enc = nn.Parameter(torch.zeros(width, **opts))
-        self.W_dec = nn.Parameter(torch.zeros(width, d_in, **opts))
-        self.b_dec = nn.Parameter(torch.zeros(d_in, **opts))
+        self.W_dec = nn.Parameter(torch.zeros(width, self.d_out, **opts))
+        self.b_dec = nn.Parameter(torch.zeros(self.d_out, **opts))
         if activation == "jumprelu":
             self.log_threshold = nn.Parameter(torch.full((width,), math.log(threshold), **opts))
         if activation == "batchtopk":
@@ -205,27 +243,47 @@ class TorchSAE(nn.Module):
         """Number of latents ``K``."""
         return int(self.W_enc.shape[1])
 
+    @property
+    def d_out(self) -> int:
+        """Output dimension ``D = sum(out_dims)``."""
+        return sum(self.out_dims)
+
     # ------------------------------------------------------------------ construction
     @torch.no_grad()
-    def initialize(self, b_dec: torch.Tensor | np.ndarray, generator: torch.Generator) -> None:
-        """Unit-norm random decoder rows, ``W_enc = W_dec.T``, ``b_dec`` given,
-        ``b_enc = -b_dec @ W_enc`` (the encoder starts by seeing centred inputs).
+    def initialize(self, b_dec: torch.Tensor | np.ndarray, generator: torch.Generator,
+                   *, input_mean: torch.Tensor | np.ndarray | None = None) -> None:
+        """Unit-norm random decoder rows, ``b_dec`` given, an encoder that starts by
+        seeing centred inputs.
+
+        The encoder is tied, ``W_enc = W_dec.T``, when ``d_in == D`` (SAEs; transcoders
+        and crosscoders whose input has the targets' shape); otherwise its columns are an
+        independent unit-norm Gaussian draw (made after the decoder's). Then
+        ``b_enc = -input_mean @ W_enc``.
 
         Parameters
         ----------
-        b_dec : array of shape (d,)
-            Usually the data mean.
+        b_dec : array of shape (D,)
+            Usually the target mean (the data mean for an SAE).
         generator : torch.Generator
             A CPU generator; the draw is made in float64 on CPU, so the result does not
             depend on the device or dtype.
+        input_mean : array of shape (d_in,), optional
+            Centre of the encoder's inputs; default ``b_dec`` (an SAE).
         """
-        w_dec = torch.randn(self.width, self.d_in, generator=generator, dtype=torch.float64)
+        w_dec = torch.randn(self.width, self.d_out, generator=generator, dtype=torch.float64)
         w_dec /= w_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if self.d_in == self.d_out:
+            w_enc = w_dec.T
+        else:
+            w_enc = torch.randn(self.d_in, self.width, generator=generator, dtype=torch.float64)
+            w_enc /= w_enc.norm(dim=0, keepdim=True).clamp_min(1e-12)
         bias = torch.as_tensor(np.asarray(b_dec, dtype=np.float64))
+        centre = bias if input_mean is None else torch.as_tensor(
+            np.asarray(input_mean, dtype=np.float64))
         self.W_dec.copy_(w_dec)
-        self.W_enc.copy_(w_dec.T)
+        self.W_enc.copy_(w_enc)
         self.b_dec.copy_(bias)
-        self.b_enc.copy_(-(bias @ w_dec.T))
+        self.b_enc.copy_(-(centre @ w_enc))
 
     @classmethod
     def from_arrays(
@@ -241,6 +299,7 @@ class TorchSAE(nn.Module):
         k: int | None = None,
         threshold: np.ndarray | float | None = None,
         bandwidth: float = 1e-3,
+        out_dims: Sequence[int] | None = None,
     ) -> TorchSAE:
         """Build a module holding copies of the given weights.
 
@@ -248,12 +307,12 @@ class TorchSAE(nn.Module):
         ----------
         W_enc : array of shape (d, K)
         b_enc : array of shape (K,)
-        W_dec : array of shape (K, d)
-        b_dec : array of shape (d,)
+        W_dec : array of shape (K, D)
+        b_dec : array of shape (D,)
         dtype : torch.dtype
         device : torch.device or str, optional
-        activation, k, bandwidth
-            As in the constructor.
+        activation, k, bandwidth, out_dims
+            As in the constructor (``D = sum(out_dims)``, default ``d``).
         threshold : array of shape (K,) or float, optional
             ``jumprelu``: the per-latent thresholds (must be > 0). ``batchtopk``: the
             scalar inference threshold.
@@ -262,7 +321,8 @@ class TorchSAE(nn.Module):
         if w_enc.ndim != 2:
             raise ValueError(f"The 'W_enc' parameter must be 2-D. Got shape {w_enc.shape}.")
         d, width = w_enc.shape
-        model = cls(d, width, activation, k, bandwidth=bandwidth, dtype=dtype, device=device)
+        model = cls(d, width, activation, k, out_dims=out_dims, bandwidth=bandwidth,
+                    dtype=dtype, device=device)
         arrays = {"W_enc": w_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
         with torch.no_grad():
             for name, value in arrays.items():
@@ -289,7 +349,7 @@ class TorchSAE(nn.Module):
         Returns
         -------
         dict
-            ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, d)``, ``b_dec (d,)``; plus
+            ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, D)``, ``b_dec (D,)``; plus
             ``threshold`` of shape ``(K,)`` for ``jumprelu`` and shape ``()`` for
             ``batchtopk``.
         """
@@ -343,36 +403,71 @@ class TorchSAE(nn.Module):
         return self.activate(self.pre_activation(x))
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """``codes @ W_dec + b_dec``: shape ``(B, d)``."""
+        """``codes @ W_dec + b_dec``: shape ``(B, D)``."""
         return codes @ self.W_dec + self.b_dec
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reconstruction ``(B, d)`` and codes ``(B, K)`` of ``x (B, d)``."""
+        """Reconstruction ``(B, D)`` and codes ``(B, K)`` of ``x (B, d)``."""
         codes = self.encode(x)
         return self.decode(codes), codes
 
+    def decoder_norms(self) -> torch.Tensor:
+        """Penalty weights ``sum_l ||W_dec^(l)[k]||`` of shape ``(K,)`` (one term per
+        target layer; ``||W_dec[k]||`` for an SAE or transcoder)."""
+        if len(self.out_dims) == 1:
+            return self.W_dec.norm(dim=1)
+        blocks = torch.split(self.W_dec, self.out_dims, dim=1)
+        return torch.stack([block.norm(dim=1) for block in blocks]).sum(dim=0)
+
+    def anchor_distance(self, A_enc: torch.Tensor | None,
+                        A_dec: torch.Tensor | None) -> torch.Tensor:
+        """``||W_enc[:, :k] - A_enc||_F^2 + ||W_dec[:k] - A_dec||_F^2`` (a missing anchor
+        contributes nothing).
+
+        Parameters
+        ----------
+        A_enc : Tensor of shape (d, k) or None
+        A_dec : Tensor of shape (k, D) or None
+
+        Returns
+        -------
+        Tensor of shape ()
+        """
+        total = self.W_dec.new_zeros(())
+        if A_enc is not None:
+            total = total + ((self.W_enc[:, : A_enc.shape[1]] - A_enc) ** 2).sum()
+        if A_dec is not None:
+            total = total + ((self.W_dec[: A_dec.shape[0]] - A_dec) ** 2).sum()
+        return total
+
     # ------------------------------------------------------------------ objectives
-    def loss(self, x: torch.Tensor, lam: float) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, lam: float,
+             target: torch.Tensor | None = None) -> torch.Tensor:
         """The canonical objective with this module's codes, averaged over the batch.
 
-        ``mean_n [1/2 ||x_n - xhat_n||^2 + lam * sum_k ||W_dec[k]|| z_nk]``; for
-        ``relu`` it equals ``convexdict.sae_loss`` of the same weights.
+        ``mean_n [1/2 ||y_n - yhat_n||^2 + lam * sum_k w_k z_nk]`` with ``y = x`` for an
+        SAE and ``w`` = :meth:`decoder_norms`; for ``relu`` it equals
+        ``convexdict.sae_loss`` / ``transcoder_loss`` / ``crosscoder_loss`` of the same
+        weights.
 
         Parameters
         ----------
         x : Tensor of shape (B, d)
         lam : float
+        target : Tensor of shape (B, D), optional
+            The target layers concatenated; default ``x`` (an SAE).
 
         Returns
         -------
         Tensor of shape ()
         """
         recon, codes = self(x)
-        resid = x - recon
+        resid = (x if target is None else target) - recon
         sq = 0.5 * (resid * resid).sum(dim=1)
-        return (sq + lam * (codes @ self.W_dec.norm(dim=1))).mean()
+        return (sq + lam * (codes @ self.decoder_norms())).mean()
 
-    def train_loss(self, x: torch.Tensor, lam: float) -> TrainOutput:
+    def train_loss(self, x: torch.Tensor, lam: float,
+                   target: torch.Tensor | None = None) -> TrainOutput:
         """The objective this activation is trained on (module docstring), batch mean.
 
         Parameters
@@ -380,14 +475,16 @@ class TorchSAE(nn.Module):
         x : Tensor of shape (B, d)
         lam : float
             L1 weight (``relu``), L0 weight (``jumprelu``), ignored otherwise.
+        target : Tensor of shape (B, D), optional
+            Default ``x`` (an SAE).
         """
         pre = self.pre_activation(x)
         codes = self.activate(pre)
         recon = self.decode(codes)
-        resid = x - recon
+        resid = (x if target is None else target) - recon
         per_sample = 0.5 * (resid * resid).sum(dim=1)
         if self.activation == "relu":
-            per_sample = per_sample + lam * (codes @ self.W_dec.norm(dim=1))
+            per_sample = per_sample + lam * (codes @ self.decoder_norms())
         elif self.activation == "jumprelu" and lam != 0:
             l0 = _Step.apply(pre, self.thresholds(), self.bandwidth).sum(dim=1)
             per_sample = per_sample + lam * l0
@@ -395,11 +492,32 @@ class TorchSAE(nn.Module):
 
 
 class _Objective(nn.Module):
-    """Wraps :meth:`TorchSAE.train_loss` as ``forward`` so DDP can wrap it."""
+    """Wraps :meth:`TorchSAE.train_loss` as ``forward`` so DDP can wrap it, and adds the
+    feature-anchoring term when anchors are given and ``lam_anchor > 0``.
 
-    def __init__(self, sae: TorchSAE) -> None:
+    Parameters
+    ----------
+    sae : TorchSAE
+    A_enc : Tensor of shape (d, k), optional
+    A_dec : Tensor of shape (k, D), optional
+    lam_anchor : float
+        Anchoring is off when it is 0 or both anchors are ``None``.
+    """
+
+    def __init__(self, sae: TorchSAE, A_enc: torch.Tensor | None = None,
+                 A_dec: torch.Tensor | None = None, lam_anchor: float = 0.0) -> None:
         super().__init__()
         self.sae = sae
+        self.lam_anchor = float(lam_anchor)
+        self.anchored = self.lam_anchor > 0 and (A_enc is not None or A_dec is not None)
+        # Not persistent: checkpoints identify the anchors by a fingerprint instead.
+        self.register_buffer("A_enc", A_enc, persistent=False)
+        self.register_buffer("A_dec", A_dec, persistent=False)
 
-    def forward(self, x: torch.Tensor, lam: float) -> TrainOutput:
-        return self.sae.train_loss(x, lam)
+    def forward(self, x: torch.Tensor, lam: float,
+                target: torch.Tensor | None = None) -> TrainOutput:
+        out = self.sae.train_loss(x, lam, target)
+        if not self.anchored:
+            return out
+        return out._replace(anchor=self.lam_anchor * self.sae.anchor_distance(self.A_enc,
+                                                                               self.A_dec))
