@@ -12,6 +12,14 @@ from .bounds import (
     joint_wide_limit,
     lam_max,
 )
+from .census import (
+    Census,
+    CensusGroup,
+    CensusStart,
+    activation_signature,
+    census,
+    group_minima,
+)
 from .certify import Certificate, certify, encoder_from_hyperplanes, sae_from_solution
 from .compare import Comparison, Matching, compare, match_latents
 from .datasets import (
@@ -70,6 +78,12 @@ from .sweep import SweepConfig, SweepResult, load_config, run_sweep
 from .train import TrainResult, train_crosscoder, train_sae, train_transcoder
 
 __all__ = [
+    "Census",
+    "CensusGroup",
+    "CensusStart",
+    "activation_signature",
+    "census",
+    "group_minima",
     "Anchors",
     "anchors_from_class_means",
     "anchors_from_features",

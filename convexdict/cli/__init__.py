@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("certify", "train", "compare", "demo", "sweep")
+COMMANDS = ("certify", "train", "compare", "demo", "sweep", "census")
 
 
 class CLIError(Exception):

@@ -1,0 +1,122 @@
+"""``convexdict census DATA --lam L --width K``: where SGD lands, polished and classified.
+
+DATA is anything :func:`convexdict.datasets.load_data` reads. Certifies ``(DATA, lam)``,
+runs :func:`convexdict.census.census` (``--starts`` SGD runs of width ``K``, each polished
+to a partial minimum and classified by :func:`convexdict.compare`), prints one table row
+per distinct end point and the fixed-width bounds; ``--json PATH`` writes
+``{"census": ..., "certificate": ...}`` atomically (temporary file, then ``os.replace``).
+No weights are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .certify import say, write_json_atomic
+from .compare import VERDICT_STYLE
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``census`` sub-command to ``subparsers``."""
+    p = subparsers.add_parser(
+        "census",
+        help="count where SGD lands: many starts, polished and classified",
+        description="Train many SGD SAEs of one width, polish each to a partial minimum, "
+        "classify it against the certified optimum and group equal end points.",
+    )
+    p.add_argument("data", metavar="DATA", help=".npy, .npz, .csv, .safetensors or toy:NAME")
+    p.add_argument("--lam", type=float, required=True, help="L1 penalty weight (> 0)")
+    p.add_argument("--width", type=int, required=True, help="number of latents K of every start")
+    p.add_argument("--starts", type=int, default=20, help="number of SGD starts (default 20)")
+    p.add_argument("--steps", type=int, default=2000, help="Adam steps per start")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first start")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--tol", type=float, default=1e-6, help="relative tolerance of the verdicts")
+    p.add_argument("--json", metavar="PATH", default=None, help="write the results here")
+    p.set_defaults(func=run)
+
+
+def census_table(result: Any, title: str = "census") -> Any:
+    """A :class:`rich.table.Table` with one row per group of a :class:`convexdict.census.Census`.
+
+    Columns: group index, loss, gap to the lower bound, count (fraction of the starts),
+    verdict (the members' verdicts when they differ) and dead latents; the seeds of each
+    group are in the JSON output.
+    """
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for name, justify in (("#", "right"), ("loss", "right"), ("gap", "right"),
+                          ("count", "right"), ("verdict", "left"), ("dead", "right")):
+        table.add_column(name, justify=justify, no_wrap=name != "verdict")
+    for i, g in enumerate(result.groups):
+        style = VERDICT_STYLE.get(g.verdict, "white")
+        verdict = g.verdict if len(g.verdict_counts) == 1 else (
+            g.verdict + " (mixed: " + ", ".join(f"{v} {n}" for v, n in g.verdict_counts.items())
+            + ")"
+        )
+        table.add_row(str(i), f"{g.loss:.10g}", f"{g.gap:.3g}", f"{g.count} ({g.fraction:.0%})",
+                      f"[{style}]{verdict}[/{style}]", str(g.n_dead))
+    return table
+
+
+def bounds_table(result: Any) -> Any:
+    """A :class:`rich.table.Table` with the fixed-width bounds of a census."""
+    from rich.table import Table
+
+    table = Table(title=f"bounds at width {result.width}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    yes = "[green]yes[/green]" if result.width_certified else "[yellow]no[/yellow]"
+    rows = [
+        ("K (K*)", f"{result.width} ({result.width_needed})"),
+        ("certified lower bound", f"{result.lower_bound:.12g}"),
+        ("best polished loss (upper bound)", f"{result.best_loss:.12g}"),
+        ("gap", f"{result.bound_gap:.3g}"),
+        ("width-K optimum certified", yes),
+        ("time (train, polish, classify)",
+         f"{result.time_total:.2f} s ({result.time_train:.2f}, {result.time_polish:.2f}, "
+         f"{result.time_compare:.2f})"),
+    ]
+    for field, value in rows:
+        table.add_row(field, value)
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    """Certify, run the census, print the tables and the conclusion, write the JSON."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from .._validation import check_int, check_positive
+    from ..census import census
+    from ..certify import certify
+    from ..datasets import load_data
+
+    lam = check_positive("lam", args.lam)
+    tol = check_positive("tol", args.tol)
+    lr = check_positive("lr", args.lr)
+    width = check_int("width", args.width, minimum=1)
+    starts = check_int("starts", args.starts, minimum=1)
+    steps = check_int("steps", args.steps, minimum=1)
+    check_int("seed", args.seed, minimum=0)
+    check_int("batch_size", args.batch_size, minimum=1)
+    X = load_data(args.data)
+    cert = certify(X, lam, tol=tol, progress=True)
+    result = census(X, lam, width, n_starts=starts, steps=steps, lr=lr, seed=args.seed,
+                    certificate=cert, tol=tol, progress=True, batch_size=args.batch_size,
+                    device=args.device)
+    console = Console()
+    console.print(census_table(result, title=f"convexdict census {escape(args.data)} "
+                               f"(lam {lam:g}, width {width}, {starts} starts)"))
+    console.print(bounds_table(result))
+    say(console, result.message)
+    if args.json is not None:
+        out = write_json_atomic(args.json, {"census": result.to_dict(),
+                                            "certificate": cert.to_dict()})
+        say(console, f"results written to {out}")
+    return 0
