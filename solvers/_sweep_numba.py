@@ -1,10 +1,14 @@
 """Compiled rotating-sweep kernel (numba): the same computation as the numpy sweep in
-:mod:`solvers.pricing`, one pivot set at a time, without materialising all events."""
+:mod:`solvers.pricing`, one pivot set at a time, without materialising all events.
+
+Pivot sets are independent, so they run in parallel (``prange``; ``NUMBA_NUM_THREADS``
+caps the threads). The first call compiles the kernel (about 10 s) and caches it on disk.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True)
@@ -19,7 +23,7 @@ def _group_norm(v, bounds):
     return np.sqrt(best)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def sweep_best(W, valid, R, bounds, recompute_below, zero_tol):
     """Per pivot set: the best event's value, point index and orientation (1 = enter).
 
@@ -36,7 +40,7 @@ def sweep_best(W, valid, R, bounds, recompute_below, zero_tol):
     best_j = np.zeros(B, dtype=np.int64)
     best_enter = np.zeros(B, dtype=np.int64)
     two_pi = 2.0 * np.pi
-    for b in range(B):
+    for b in prange(B):
         alpha = np.empty(N)
         wn = np.empty(N)
         scale = 0.0
