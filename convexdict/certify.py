@@ -406,7 +406,7 @@ def _certify(
         # violates at the new lam (one pricing; e.g. the atoms entering as lam falls).
         _, previous = task.loss_and_residual(warm_start.optimum_sae)
         previous = previous - previous.mean(axis=0)
-        priced = price(Y, previous, groups=task.groups, top=4 * atoms_per_round)
+        priced = price(Y, previous, groups=task.groups, top=atoms_per_round)
         entering = priced.hyperplanes[priced.values > lam]
         initial = atoms_fn(np.vstack([warm_start.active_hyperplanes, entering]))
 

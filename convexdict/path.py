@@ -28,7 +28,8 @@ def certify_path(
     progress : bool
         Show a progress bar over the grid.
     **certify_kwargs
-        Passed to :func:`convexdict.certify` (``method`` defaults to ``"colgen"``).
+        Passed to :func:`convexdict.certify` (``method`` defaults to ``"colgen"``,
+        ``atoms_per_round`` to 25).
 
     Returns
     -------
@@ -41,6 +42,8 @@ def certify_path(
     if not values:
         raise ValueError("The 'lams' parameter must hold at least one penalty. Got none.")
     certify_kwargs.setdefault("method", "colgen")
+    # Warm-started masters start larger; adding fewer atoms per round keeps them small.
+    certify_kwargs.setdefault("atoms_per_round", 25)
     order = np.argsort(values)[::-1]
     results: dict[int, Certificate] = {}
     previous: Certificate | None = None
