@@ -14,6 +14,18 @@ import sys
 COMMANDS = ("certify", "train", "compare", "demo", "sweep", "census")
 
 
+def field_table(title: str, rows: list[tuple[str, str]]):
+    """A two-column (field, value) :class:`rich.table.Table` without a header."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for field, value in rows:
+        table.add_row(field, value)
+    return table
+
+
 class CLIError(Exception):
     """An error in the user's input: printed as one line, exit code 2."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from . import field_table
 from .certify import say, write_json_atomic
 from .compare import VERDICT_STYLE
 
@@ -66,11 +67,6 @@ def census_table(result: Any, title: str = "census") -> Any:
 
 def bounds_table(result: Any) -> Any:
     """A :class:`rich.table.Table` with the fixed-width bounds of a census."""
-    from rich.table import Table
-
-    table = Table(title=f"bounds at width {result.width}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
     yes = "[green]yes[/green]" if result.width_certified else "[yellow]no[/yellow]"
     rows = [
         ("K (K*)", f"{result.width} ({result.width_needed})"),
@@ -82,9 +78,7 @@ def bounds_table(result: Any) -> Any:
          f"{result.time_total:.2f} s ({result.time_train:.2f}, {result.time_polish:.2f}, "
          f"{result.time_compare:.2f})"),
     ]
-    for field, value in rows:
-        table.add_row(field, value)
-    return table
+    return field_table(f"bounds at width {result.width}", rows)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import CLIError
+from . import CLIError, field_table
 
 
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
@@ -71,11 +71,6 @@ def register(subparsers: Any) -> None:
 
 def certificate_table(cert: Any, title: str = "certificate") -> Any:
     """A :class:`rich.table.Table` summarising a :class:`convexdict.Certificate`."""
-    from rich.table import Table
-
-    table = Table(title=title, show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
     verdict = "[green]yes[/green]" if cert.certified else "[red]no[/red]"
     rows = [
         ("N, d, rank", f"{cert.n_samples}, {cert.d}, {cert.rank}"),
@@ -92,9 +87,7 @@ def certificate_table(cert: Any, title: str = "certificate") -> Any:
          f"{cert.time_total:.2f} s ({cert.time_master:.2f}, {cert.time_pricing:.2f}, "
          f"{cert.time_verify:.2f})"),
     ]
-    for field, value in rows:
-        table.add_row(field, value)
-    return table
+    return field_table(title, rows)
 
 
 def run(args: argparse.Namespace) -> int:

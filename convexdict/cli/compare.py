@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import CLIError
+from . import CLIError, field_table
 from .certify import say, write_json_atomic
 
 VERDICT_STYLE = {
@@ -47,11 +47,6 @@ def register(subparsers: Any) -> None:
 
 def comparison_table(cmp: Any, title: str = "comparison") -> Any:
     """A :class:`rich.table.Table` summarising a :class:`convexdict.compare.Comparison`."""
-    from rich.table import Table
-
-    table = Table(title=title, show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
     style = VERDICT_STYLE.get(cmp.verdict, "white")
     st = cmp.stationarity
     rows = [
@@ -71,9 +66,7 @@ def comparison_table(cmp: Any, title: str = "comparison") -> Any:
         if match is not None:
             rows.append((f"matching ({match.criterion})", f"mean quality {match.mean_quality:.4f}"))
     rows.append(("verdict", f"[{style}]{cmp.verdict}[/{style}]"))
-    for field, value in rows:
-        table.add_row(field, value)
-    return table
+    return field_table(title, rows)
 
 
 def run(args: argparse.Namespace) -> int:
