@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -74,6 +75,9 @@ class Certificate:
     n_atoms : int
         ``2 C(N, r)``: the number of (hyperplane, orientation) candidates spanning ``E0``
         (an upper bound on ``|E0|``).
+    search : dict or None
+        Statistics of the fixed-width branch and bound (``width < K*``), else None. With it,
+        ``lower_bound`` bounds every SAE of width ``<= width`` (not every width).
     """
 
     lower_bound: float
@@ -106,6 +110,7 @@ class Certificate:
     time_master: float = 0.0
     time_pricing: float = 0.0
     time_verify: float = 0.0
+    search: dict[str, Any] | None = None
 
     @property
     def relative_gap(self) -> float:
@@ -303,6 +308,9 @@ def _certify(
     sparsify: bool = True,
     backend: str = "cvxpy",
     device: str | None = None,
+    time_limit: float | None = 60.0,
+    max_nodes: int = 200_000,
+    starts: Sequence[SAE] | None = None,
 ) -> Certificate:
     """Certified global optimum of the canonical SAE objective.
 
@@ -314,7 +322,10 @@ def _certify(
         L1 penalty (> 0).
     width : int, optional
         Requested width ``K``. ``None`` returns the optimal SAE at width ``K*``; ``K >= K*``
-        pads it with dead latents; ``K < K*`` gives only a lower bound (``certified=False``).
+        pads it with dead latents; ``K < K*`` runs the fixed-width branch and bound over
+        activation patterns (:mod:`convexdict.fixed_width`; SAEs only): ``lower_bound`` then
+        bounds every SAE of width ``<= K``, ``sae`` is the best width-``K`` SAE found and
+        ``certified`` says whether they meet within ``tol``; ``search`` holds its statistics.
     solver : {"clarabel", "scs"}
         CVXPY solver for the group lasso (the other is the fallback on failure).
     tol : float
@@ -339,6 +350,13 @@ def _certify(
         exact numpy pricing.
     device : str, optional
         Torch device for ``backend="torch"`` (default: ``"cuda"`` when available).
+    time_limit : float or None
+        Seconds for the fixed-width branch and bound (``K < K*``); None for no limit.
+    max_nodes : int
+        Relaxations the fixed-width branch and bound may solve.
+    starts : sequence of SAE, optional
+        Width-``K`` SAEs (e.g. trained ones) offered to the fixed-width search as first
+        upper bounds.
     sparsify : bool
         Look for a sparser optimal support (fewer latents, see
         :mod:`convexdict.sparsify_support`); kept only when its recomputed loss is within
@@ -367,6 +385,9 @@ def _certify(
     if width is not None:
         width = check_int("width", width, minimum=0)
     max_rounds = check_int("max_rounds", max_rounds, minimum=1)
+    max_nodes = check_int("max_nodes", max_nodes, minimum=1)
+    if time_limit is not None:
+        time_limit = check_positive("time_limit", time_limit)
     atoms_per_round = check_int("atoms_per_round", atoms_per_round, minimum=1)
     task = _task(X, lam, target, targets)
     backend = check_choice("backend", backend, ("cvxpy", "torch"))
@@ -540,6 +561,7 @@ def _certify(
     t_verify = time.perf_counter() - t_verify0
 
     message = "global optimum certified" if ok else "gap above tolerance: not certified"
+    search: dict[str, Any] | None = None
     if not converged:
         message += "; column generation stopped before pricing converged"
     if sol.status == "failed":
@@ -554,11 +576,29 @@ def _certify(
             G_opt, b_opt = task.decoder(optimum)
             G_pad = np.vstack([G_opt, np.zeros((pad, p))])
             model = task.model(W_pad, np.concatenate([b_enc, -np.ones(pad)]), G_pad, b_opt)
+    elif width is not None and task.kind == "sae":
+        from .fixed_width import fixed_width_result
+
+        fixed = fixed_width_result(
+            X,
+            lam,
+            width,
+            wide_lower=lower,
+            wide_optimum=optimum,
+            starts=starts,
+            tol=tol,
+            time_limit=time_limit,
+            max_nodes=max_nodes,
+            solver=solver,
+            progress=progress,
+            k_star=k_star,
+        )
+        model, lower, upper, gap, ok, message, search = fixed
     elif width is not None:
         model, upper, gap, ok = None, float("inf"), float("inf"), False
         message = (
             f"width {width} < K* = {k_star}: only the lower bound is known at this width "
-            "(the certified optimum needs more latents)"
+            "(fixed-width branch and bound covers SAEs, not transcoders or crosscoders)"
         )
     return Certificate(
         lower_bound=lower,
@@ -591,6 +631,7 @@ def _certify(
         time_master=t_master,
         time_pricing=t_pricing,
         time_verify=t_verify,
+        search=search,
     )
 
 
