@@ -49,6 +49,7 @@ from solvers.pattern_cones import (
     bisecting_cut,
     cone_images,
     cone_rays,
+    cut_cone_rays,
     lifted,
     pattern_rows,
     realizable_patterns,
@@ -75,6 +76,7 @@ class _Cone:
     cuts: np.ndarray  # (c, q) rows w with w . u >= 0
     rays: np.ndarray  # (k, q) extreme rays scaled so that their images sum to 1
     E: np.ndarray  # (k, N) their images (the polytope's vertices)
+    all_rays: np.ndarray  # (k0, q) every extreme ray, zero images included (unit norm)
 
 
 @dataclass(eq=False)
@@ -143,18 +145,27 @@ class _Problem:
         order = np.argsort(single, kind="stable")
         self.masks = masks[order]
         self.cones = [
-            _Cone(i, cones[j].cuts, cones[j].rays, cones[j].E) for i, j in enumerate(order)
+            _Cone(i, cones[j].cuts, cones[j].rays, cones[j].E, cones[j].all_rays)
+            for i, j in enumerate(order)
         ]
         self.tails = self._tails()
 
     def _cone(self, mask: np.ndarray, cuts: np.ndarray, pattern: int = -1) -> _Cone:
         rows = np.vstack([pattern_rows(self.Yt, mask), cuts])
-        rays, E = cone_images(self.Yt, mask, cone_rays(rows))
+        all_rays = cone_rays(rows)
+        rays, E = cone_images(self.Yt, mask, all_rays)
         keep = _distinct(E)
-        return _Cone(pattern, cuts, rays[keep], E[keep])
+        return _Cone(pattern, cuts, rays[keep], E[keep], all_rays)
 
     def sub_cone(self, cone: _Cone, cut: np.ndarray) -> _Cone:
-        return self._cone(self.masks[cone.pattern], np.vstack([cone.cuts, cut]), cone.pattern)
+        """``cone`` intersected with ``{u : cut . u >= 0}`` (one double-description step)."""
+        mask = self.masks[cone.pattern]
+        rows = np.vstack([pattern_rows(self.Yt, mask), cone.cuts])
+        rays = cut_cone_rays(rows, cone.all_rays, cut)
+        images_rays, E = cone_images(self.Yt, mask, rays)
+        keep = _distinct(E)
+        return _Cone(cone.pattern, np.vstack([cone.cuts, cut[None]]), images_rays[keep], E[keep],
+                     rays)
 
     def _tails(self) -> list[np.ndarray]:
         tails: list[np.ndarray] = [np.zeros((0, self.n))] * (len(self.cones) + 1)
@@ -381,11 +392,11 @@ def _evaluate(
 ) -> list[_Node]:
     """Solve the batch's relaxations; return children (and closed nodes with their bounds)."""
     atoms = [prob.atoms(node) for node in batch]
-    res = solve_batch(_pad(atoms), prob.X, prob.lam, max_iter=600, stop_above=threshold())
+    lowers, Gs = _relaxations(atoms, prob, threshold())
     stats.nodes_evaluated += len(batch)
     out: list[_Node] = []
     for i, node in enumerate(batch):
-        lower = max(node.lower, float(res.lower[i]))
+        lower = max(node.lower, float(lowers[i]))
         if lower >= threshold():
             out.append(_Node(lower, node.cones, node.tail, node.splits))
             continue
@@ -396,7 +407,7 @@ def _evaluate(
                 cones = node.cones + (prob.cones[j],)
                 out.append(_Node(lower, cones, -1 if last else j, 0))
             continue
-        G = res.G[i, : len(atoms[i])]
+        G = Gs[i]
         candidate, excess = _merged_sae(prob, node, G)
         best.offer(candidate, polish_it=sae_loss(candidate, prob.X, prob.lam) < best.loss)
         if lower >= threshold():
@@ -413,23 +424,65 @@ def _evaluate(
     return out
 
 
+def _relaxations(
+    atoms: list[np.ndarray], prob: _Problem, threshold: float
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Verified bounds and iterates of many relaxations, batched by atom count.
+
+    A relaxation stops as soon as it is decided: its bound reaches the threshold (prune) or
+    its value is below it (branch). Those whose value is above the threshold but whose
+    bound is not yet get a longer warm-started second pass.
+    """
+    lowers = np.empty(len(atoms))
+    Gs: list[np.ndarray] = [np.empty(0)] * len(atoms)
+    order = np.argsort([len(a) for a in atoms], kind="stable")
+    for chunk in np.array_split(order, max(1, int(np.ceil(len(order) / 128)))):
+        E = _pad([atoms[i] for i in chunk])
+        res = solve_batch(
+            E, prob.X, prob.lam, max_iter=600, stop_above=threshold, stop_below=threshold
+        )
+        lower, G = res.lower.copy(), res.G
+        again = np.flatnonzero((res.primal >= threshold) & (lower < threshold))
+        if again.size:
+            more = solve_batch(
+                E[again], prob.X, prob.lam, G0=G[again], max_iter=4000, stop_above=threshold,
+                stop_below=threshold,
+            )
+            lower[again] = np.maximum(lower[again], more.lower)
+            G = G.copy()
+            G[again] = more.G
+        for pos, i in enumerate(chunk):
+            lowers[i] = lower[pos]
+            Gs[i] = G[pos, : len(atoms[i])]
+    return lowers, Gs
+
+
 def _split(prob: _Problem, node: _Node, G: np.ndarray, lower: float, stats: SearchStats):
-    """Bisect the cone of the latent whose relaxation is spread the most."""
-    spreads, start = [], 0
+    """Bisect the cone of the latent whose relaxation is spread the most.
+
+    The cut bisects the chord between the two vertices whose decoders disagree most
+    (weighted by their norms), which separates what the relaxation combined; every third
+    split of a node's line bisects the longest chord instead, so every cone keeps
+    shrinking (the bounds converge as the cones do).
+    """
+    spreads, blocks, start = [], [], 0
     for cone in node.cones:
         g = G[start : start + len(cone.E)]
         start += len(cone.E)
+        blocks.append(g)
         spreads.append(float(np.linalg.norm(g, axis=1).sum() - np.linalg.norm(g.sum(axis=0))))
     order = np.argsort(-np.asarray(spreads), kind="stable")
     for k in order:
         cone = node.cones[k]
-        cut = bisecting_cut(cone.E, prob.Yt * prob.masks[cone.pattern][:, None])
+        M = prob.Yt * prob.masks[cone.pattern][:, None]
+        pair = None if node.splits % 3 == 2 else _divergent_pair(cone.E, blocks[k])
+        cut = bisecting_cut(cone.E, M, pair=pair)
         if cut is None:
             continue
         stats.spatial_splits += 1
         children = []
         for w in (cut, -cut):
-            sub = prob.sub_cone(cone, w[None])
+            sub = prob.sub_cone(cone, w)
             if len(sub.E) == 0:
                 continue
             cones = node.cones[:k] + (sub,) + node.cones[k + 1 :]
@@ -439,6 +492,23 @@ def _split(prob: _Problem, node: _Node, G: np.ndarray, lower: float, stats: Sear
     # Every cone is a single vertex, so the relaxation is exact: nothing left to branch on.
     # The node is closed with its (valid) bound; a remaining gap is solver accuracy.
     return [_Node(lower, node.cones, _CLOSED, node.splits)]
+
+
+def _divergent_pair(E: np.ndarray, g: np.ndarray) -> tuple[int, int] | None:
+    """Vertices ``(i, j)`` maximising ``||g_i|| ||g_j|| ||gh_i - gh_j|| ||e_i - e_j||``."""
+    w = np.linalg.norm(g, axis=1)
+    used = np.flatnonzero(w > 1e-12 * max(1.0, w.max(initial=0.0)))
+    if used.size < 2:
+        return None
+    gh = g[used] / w[used, None]
+    score = (
+        w[used, None]
+        * w[None, used]
+        * np.linalg.norm(gh[:, None] - gh[None], axis=2)
+        * np.linalg.norm(E[used][:, None] - E[used][None], axis=2)
+    )
+    i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+    return (int(used[i]), int(used[j])) if score[i, j] > 0 else None
 
 
 class _Display:

@@ -33,6 +33,8 @@ FEAS_TOL = 1e-8
 ZERO_SIDE_TOL = 1e-10
 DEDUP_TOL = 1e-9
 MIN_IMAGE_SUM = 1e-12
+ADJ_ACTIVE_TOL = 1e-7
+ADJ_RANK_TOL = 1e-9
 
 
 def lifted(Y: np.ndarray) -> np.ndarray:
@@ -85,6 +87,52 @@ def cone_rays(A: np.ndarray) -> np.ndarray:
         return np.zeros((0, q))
     rays /= np.linalg.norm(rays, axis=1, keepdims=True)
     return _unique_rows(rays)
+
+
+def cut_cone_rays(A: np.ndarray, rays: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Extreme rays of ``{u : A u >= 0, w . u >= 0}`` from those of ``{u : A u >= 0}``.
+
+    One step of the double-description method: keep the rays on the nonnegative side and
+    add, for each pair ``(i, j)`` with ``w . rho_i > 0 > w . rho_j`` that is adjacent, the
+    point where the edge between them meets the cut. Adjacency is the rank test (the
+    constraints active at both rays have rank ``q - 2``); it counts constraints as active
+    generously and ranks with a small threshold, so numerical doubt keeps a pair: an extra
+    point inside the cone leaves the convex hull of the images unchanged, a missing
+    vertex would not.
+
+    Parameters
+    ----------
+    A : ndarray of shape (m, q)
+        The parent cone's constraint rows.
+    rays : ndarray of shape (k, q)
+        All extreme rays of the parent cone (any positive scaling).
+    w : ndarray of shape (q,)
+        The cut.
+
+    Returns
+    -------
+    ndarray of shape (k', q)
+        Unit-norm extreme rays of the cut cone (possibly with a few extra points inside).
+    """
+    q = A.shape[1]
+    R = rays / np.linalg.norm(rays, axis=1, keepdims=True)
+    An = A / np.linalg.norm(A, axis=1, keepdims=True)
+    side = R @ (w / np.linalg.norm(w))
+    pos, neg = np.flatnonzero(side > FEAS_TOL), np.flatnonzero(side < -FEAS_TOL)
+    keep = [R[side >= -FEAS_TOL]]
+    active = np.abs(R @ An.T) <= ADJ_ACTIVE_TOL
+    for i in pos:
+        for j in neg:
+            common = An[active[i] & active[j]]
+            if q > 2 and (
+                len(common) < q - 2
+                or np.linalg.svd(common, compute_uv=False)[q - 3] <= ADJ_RANK_TOL
+            ):
+                continue
+            u = side[i] * R[j] - side[j] * R[i]
+            keep.append((u / np.linalg.norm(u))[None])
+    out = np.vstack(keep)
+    return _unique_rows(out) if len(out) else np.zeros((0, q))
 
 
 def pattern_rows(Yt: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -175,7 +223,9 @@ def realizable_patterns(Y: np.ndarray) -> np.ndarray:
     return np.array(patterns, dtype=bool).reshape(-1, n)
 
 
-def bisecting_cut(E: np.ndarray, M: np.ndarray) -> np.ndarray | None:
+def bisecting_cut(
+    E: np.ndarray, M: np.ndarray, *, pair: tuple[int, int] | None = None
+) -> np.ndarray | None:
     """A homogeneous cut bisecting a pattern sub-cone's image along its longest chord.
 
     On a pattern cone the normalised activation is ``e(u) = M u / (1^T M u)`` with
@@ -191,6 +241,8 @@ def bisecting_cut(E: np.ndarray, M: np.ndarray) -> np.ndarray | None:
         The sub-cone's vertex images (rows sum to 1).
     M : ndarray of shape (N, q)
         ``mask[:, None] * Yt``.
+    pair : (int, int), optional
+        Bisect the chord between these two vertices instead of the longest one.
 
     Returns
     -------
@@ -199,8 +251,11 @@ def bisecting_cut(E: np.ndarray, M: np.ndarray) -> np.ndarray | None:
     """
     if len(E) < 2:
         return None
-    D = np.linalg.norm(E[:, None, :] - E[None, :, :], axis=2)
-    i, j = np.unravel_index(int(np.argmax(D)), D.shape)
+    if pair is None:
+        D = np.linalg.norm(E[:, None, :] - E[None, :, :], axis=2)
+        i, j = np.unravel_index(int(np.argmax(D)), D.shape)
+    else:
+        i, j = pair
     normal = E[i] - E[j]
     mid = 0.5 * (E[i] + E[j])
     w = M.T @ (normal - float(normal @ mid))
