@@ -53,6 +53,7 @@ from .family import (
     transcoder_loss,
     transcoder_loss_terms,
 )
+from .fixed_width import SearchStats, certify_width
 from .io import (
     dictionary_learning_to_canonical,
     load_sae,
@@ -150,6 +151,8 @@ __all__ = [
     "LossTerms",
     "affine_frame",
     "certify",
+    "certify_width",
+    "SearchStats",
     "dual_bound",
     "dual_certificate",
     "enumerate_atoms",

@@ -39,11 +39,13 @@ import heapq
 import itertools
 import time
 from dataclasses import dataclass, field
+from math import comb
 from typing import Any
 
 import numpy as np
 
-from solvers.batched_group_lasso import dual_lower_bounds, solve_batch
+from solvers.batched_group_lasso import PRICE_SAFETY, dual_lower_bounds, solve_batch
+from solvers.batched_restarts import random_restarts
 from solvers.cvxpy_group_lasso import GroupLassoProblem, SolverFailure
 from solvers.pattern_cones import (
     bisecting_cut,
@@ -61,6 +63,8 @@ from .pieces import PieceSolveError, polish
 from .sae import SAE, sae_loss
 
 MAX_PATTERNS = 5_000
+MAX_SUBSETS = 20_000
+_SCREEN_GRID = np.linspace(0.0, 1.0, 11)
 # A latent's relaxation is "rank one" (attained by one latent) when spreading it over
 # non-parallel vertices gains at most this fraction of the tolerance.
 _TIGHT_FRACTION = 1e-3
@@ -107,6 +111,8 @@ class SearchStats:
         Nodes left when the search stopped (0 when it finished).
     incumbents : int
         Times the upper bound improved.
+    screened : int
+        Leaves whose bound was raised by dual screening before any solve.
     budget_exhausted : str
         ``""`` when the search finished, else ``"time"`` or ``"nodes"``.
     time_search : float
@@ -120,6 +126,7 @@ class SearchStats:
     max_depth: int = 0
     open_nodes: int = 0
     incumbents: int = 0
+    screened: int = 0
     budget_exhausted: str = ""
     time_search: float = 0.0
     history: list[tuple[float, float, float, int]] = field(default_factory=list)
@@ -149,6 +156,8 @@ class _Problem:
             for i, j in enumerate(order)
         ]
         self.tails = self._tails()
+        self.all_vertices = np.vstack([c.E for c in self.cones])
+        self.vertex_offsets = np.cumsum([0] + [len(c.E) for c in self.cones])[:-1]
 
     def _cone(self, mask: np.ndarray, cuts: np.ndarray, pattern: int = -1) -> _Cone:
         rows = np.vstack([pattern_rows(self.Yt, mask), cuts])
@@ -235,6 +244,27 @@ def _top_latents(sae: SAE, X: np.ndarray, width: int) -> SAE:
     keep = np.sort(np.argsort(-mass, kind="stable")[:width])
     small = SAE(sae.W_enc[:, keep], sae.b_enc[keep], sae.W_dec[keep], sae.b_dec)
     return small.padded(width) if small.width < width else small
+
+
+def _best_subsets(sae: SAE, X: np.ndarray, lam: float, width: int, keep: int = 3) -> list[SAE]:
+    """The best few width-``K`` subsets of ``sae``'s latents, decoders refitted.
+
+    Every ``K``-subset of the latents (when there are at most ``MAX_SUBSETS``) gets its
+    decoder and bias from a batched group lasso over its activations.
+    """
+    Z = sae.encode(X)
+    alive = np.flatnonzero(Z.sum(axis=0) > 0)
+    if len(alive) <= width or comb(len(alive), width) > MAX_SUBSETS:
+        return []
+    E_all = (Z[:, alive] / Z[:, alive].sum(axis=0)).T
+    subsets = np.array(list(itertools.combinations(range(len(alive)), width)))
+    res = solve_batch(E_all[subsets], X, lam, max_iter=500, rtol=1e-8)
+    out = []
+    for b in np.argsort(res.primal, kind="stable")[:keep]:
+        cols = alive[subsets[b]]
+        s = Z[:, cols].sum(axis=0)
+        out.append(SAE(sae.W_enc[:, cols] / s, sae.b_enc[cols] / s, res.G[b], res.b[b]))
+    return out
 
 
 class _Incumbent:
@@ -395,6 +425,7 @@ def _evaluate(
     lowers, Gs = _relaxations(atoms, prob, threshold())
     stats.nodes_evaluated += len(batch)
     out: list[_Node] = []
+    last_level: list[tuple[_Node, float, np.ndarray]] = []
     for i, node in enumerate(batch):
         lower = max(node.lower, float(lowers[i]))
         if lower >= threshold():
@@ -402,10 +433,13 @@ def _evaluate(
             continue
         if node.tail >= 0:
             # Pattern level: the next latent takes pattern tail, tail + 1, ...
-            last = len(node.cones) + 1 == width
+            if len(node.cones) + 1 == width:
+                fit = atoms[i].T @ Gs[i]
+                resid = prob.X - fit - (prob.X - fit).mean(axis=0)
+                last_level.append((node, lower, resid))
+                continue
             for j in range(node.tail, len(prob.cones)):
-                cones = node.cones + (prob.cones[j],)
-                out.append(_Node(lower, cones, -1 if last else j, 0))
+                out.append(_Node(lower, node.cones + (prob.cones[j],), j, 0))
             continue
         G = Gs[i]
         candidate, excess = _merged_sae(prob, node, G)
@@ -421,7 +455,60 @@ def _evaluate(
                 out.append(_Node(lower, node.cones, node.tail, node.splits))
                 continue
         out.extend(_split(prob, node, G, lower, stats))
+    if last_level:
+        out.extend(_screened_leaves(prob, last_level, stats))
     return out
+
+
+def _screened_leaves(
+    prob: _Problem, parents: list[tuple[_Node, float, np.ndarray]], stats: SearchStats
+) -> list[_Node]:
+    """All leaf children of nodes with ``K - 1`` patterns assigned, with screened bounds.
+
+    For parent patterns ``A`` and child pattern ``p`` the leaf's atoms are exactly
+    ``V(A) u V(S_p)``. Two residuals, ``R_A`` from the relaxation over ``V(A)`` alone and
+    ``R_T`` from the parent's own relaxation (feasible for every child), and their convex
+    combinations on a grid, are priced once over the vertices of every pattern; each scales
+    into a dual-feasible point of every child at once, giving a verified bound per child
+    without solving it.
+    """
+    atoms = [np.vstack([c.E for c in node.cones]) for node, _, _ in parents]
+    E = _pad(atoms)
+    res = solve_batch(E, prob.X, prob.lam, max_iter=300, rtol=1e-8)
+    Tc = prob.X - prob.X.mean(axis=0)
+    R_A = prob.X[None] - res.b[:, None, :] - np.einsum("bmn,bmp->bnp", E, res.G)
+    R_A -= R_A.mean(axis=1, keepdims=True)
+    R_T = np.stack([resid for _, _, resid in parents])
+    best = np.full((len(parents), len(prob.cones)), -np.inf)
+    assigned = np.array([[c.pattern for c in node.cones] for node, _, _ in parents])
+    V_A, V_T = prob.all_vertices @ R_A, prob.all_vertices @ R_T  # (B, V, p) each
+    for theta in _SCREEN_GRID:
+        R = theta * R_A + (1.0 - theta) * R_T
+        vertex_prices = np.linalg.norm(theta * V_A + (1.0 - theta) * V_T, axis=2)
+        pattern_prices = np.maximum.reduceat(vertex_prices, prob.vertex_offsets, axis=1)
+        a = np.einsum("bnp,np->b", R, Tc)
+        q = np.einsum("bnp,bnp->b", R, R)
+        own = np.take_along_axis(pattern_prices, assigned, axis=1).max(axis=1)
+        price = np.maximum(own[:, None], pattern_prices) * (1.0 + PRICE_SAFETY)
+        best = np.maximum(best, _scaled_dual_values(a, q, prob.lam / price, prob.n))
+    out: list[_Node] = []
+    for b, (node, lower, _) in enumerate(parents):
+        children = np.arange(node.tail, len(prob.cones))
+        bound = best[b, children]
+        stats.screened += int(np.sum(bound > lower))
+        for j, value in zip(children, bound, strict=True):
+            out.append(_Node(max(lower, float(value)), node.cones + (prob.cones[j],), -1, 0))
+    return out
+
+
+def _scaled_dual_values(a: np.ndarray, q: np.ndarray, t_max: np.ndarray, n: int) -> np.ndarray:
+    """``max_{0 <= t <= t_max} (t a - t^2 q / 2) / n`` per row (the dual value along a ray).
+
+    Shapes: ``a, q (B,)``, ``t_max (B, P)``; rows with ``q <= 0`` or ``a <= 0`` give 0.
+    """
+    ok = (q > 0) & (a > 0)
+    t = np.minimum(np.where(ok, a / np.where(ok, q, 1.0), 0.0)[:, None], t_max)
+    return (t * a[:, None] - 0.5 * t * t * q[:, None]) / n
 
 
 def _relaxations(
@@ -565,7 +652,8 @@ def fixed_width_result(
         loss = sae_loss(sae, X, lam)
         info = {"n_patterns": 0, "nodes_evaluated": 0, "budget_exhausted": ""}
         return sae, loss, loss, 0.0, True, "width-0 optimum (the mean) is exact", info
-    offered = [_top_latents(wide_optimum, X, width)]
+    offered = [_top_latents(wide_optimum, X, width), *_best_subsets(wide_optimum, X, lam, width)]
+    offered += [SAE(*weights) for weights in random_restarts(X, lam, width)]
     for i, sae in enumerate(starts or []):
         if not isinstance(sae, SAE) or sae.width != width or sae.d_in != X.shape[1]:
             raise ValueError(

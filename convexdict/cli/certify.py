@@ -65,6 +65,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--solver", choices=("clarabel", "scs"), default="clarabel")
     p.add_argument("--method", choices=("auto", "colgen", "direct"), default="auto")
     p.add_argument("--tol", type=float, default=1e-6, help="relative gap tolerance")
+    p.add_argument("--time-limit", type=float, default=60.0,
+                   help="seconds for the fixed-width branch and bound when --width < K* "
+                        "(default 60)")
+    p.add_argument("--max-nodes", type=int, default=200_000,
+                   help="relaxations the fixed-width branch and bound may solve")
     p.add_argument("--json", metavar="PATH", default=None, help="write the certificate here")
     p.set_defaults(func=run)
 
@@ -87,6 +92,16 @@ def certificate_table(cert: Any, title: str = "certificate") -> Any:
          f"{cert.time_total:.2f} s ({cert.time_master:.2f}, {cert.time_pricing:.2f}, "
          f"{cert.time_verify:.2f})"),
     ]
+    if cert.search is not None:
+        s = cert.search
+        rows.insert(7, ("width (fixed)", str(cert.width)))
+        rows.append(("branch and bound",
+                     f"{s.get('nodes_evaluated', 0):,} relaxations, "
+                     f"{s.get('n_patterns', 0):,} patterns, {s.get('spatial_splits', 0):,} "
+                     f"cone splits, {s.get('open_nodes', 0):,} open, "
+                     f"{s.get('time_search', 0.0):.2f} s"
+                     + (f" ({s['budget_exhausted']} budget ran out)"
+                        if s.get("budget_exhausted") else "")))
     return field_table(title, rows)
 
 
@@ -103,9 +118,13 @@ def run(args: argparse.Namespace) -> int:
     tol = check_positive("tol", args.tol)
     if args.width is not None and args.width < 0:
         raise CLIError(f"--width must be a nonnegative integer. Got {args.width}.")
+    if args.time_limit <= 0:
+        raise CLIError(f"--time-limit must be a positive number of seconds. Got {args.time_limit}.")
+    if args.max_nodes < 1:
+        raise CLIError(f"--max-nodes must be a positive integer. Got {args.max_nodes}.")
     X = load_data(args.data)
     cert = certify(X, lam, width=args.width, solver=args.solver, tol=tol, method=args.method,
-                   progress=True)
+                   progress=True, time_limit=args.time_limit, max_nodes=args.max_nodes)
     console = Console()
     console.print(certificate_table(cert, title=f"convexdict certify {escape(args.data)}"))
     say(console, cert.summary())
