@@ -17,11 +17,14 @@ SAE. So
     P* <= min over width-K SAEs of L <= B.
 
 When ``B <= P* + tol * max(1, |B|)`` the width-``K`` optimum is certified by that explicit
-SAE (:attr:`Census.width_certified`). Otherwise only the two bounds are known: no finite
-number of SGD starts proves that a lower partial minimum does not exist at width ``K``
-(that needs branch and bound over activation patterns), and below ``K*`` the bound ``P*``
-may be unattainable. The group fractions estimate how often SGD (with these settings)
-lands in each basin; they are statistics, not guarantees.
+SAE (:attr:`Census.width_certified`). No finite number of SGD starts proves that a lower
+partial minimum does not exist at width ``K``, and below ``K*`` the bound ``P*`` may be
+unattainable: there the census computes the fixed-width certificate
+(``certify(X, lam, width=K)``, branch and bound over activation patterns,
+:mod:`convexdict.fixed_width`), whose lower bound holds for every SAE of width ``<= K`` and
+whose explicit width-``K`` SAE proves an end point above it spurious. The group fractions
+estimate how often SGD (with these settings) lands in each basin; they are statistics, not
+guarantees.
 """
 
 from __future__ import annotations
@@ -170,9 +173,11 @@ class Census:
     lr : float
         Adam's learning rate.
     lower_bound : float
-        The certificate's verified lower bound ``P*`` (every SAE, every width).
+        The certificate's verified lower bound: ``P*`` (every SAE, every width), or with
+        ``fixed_width`` the branch and bound's bound on every SAE of width ``<= K``.
     certificate_upper_bound : float
-        Loss of the certificate's explicit optimum (width ``K*``; nan without one).
+        Loss of the certificate's explicit optimum (width ``K*``, or ``K`` with
+        ``fixed_width``; nan without one).
     certificate_certified : bool
         Whether the certificate closed its own gap.
     best_loss : float
@@ -182,8 +187,8 @@ class Census:
         ``best_loss - lower_bound``.
     width_certified : bool
         ``best_loss <= lower_bound + tol * max(1, |best_loss|)``: the width-``K`` optimum is
-        certified by the explicit SAE ``groups[0].sae`` (it is then optimal at every width).
-        False means only ``lower_bound <= optimum at width K <= best_loss`` is known.
+        certified by the explicit SAE ``groups[0].sae``. False means only
+        ``lower_bound <= optimum at width K <= best_loss`` is known.
     groups : list of CensusGroup
         Distinct end points by increasing loss.
     starts : list of CensusStart
@@ -192,6 +197,8 @@ class Census:
         The fixed-width conclusion in words.
     time_train, time_polish, time_compare, time_total : float
         Seconds.
+    fixed_width : bool
+        The bounds come from the fixed-width branch and bound (``width < K*``).
     """
 
     lam: float
@@ -217,6 +224,7 @@ class Census:
     time_polish: float = 0.0
     time_compare: float = 0.0
     time_total: float = 0.0
+    fixed_width: bool = False
 
     @property
     def verdict_fractions(self) -> dict[str, float]:
@@ -398,6 +406,19 @@ def _progress(enabled: bool, total: int) -> tuple[Any, Any]:
 
 
 def _conclusion(width: int, cert: Certificate, best: float, width_certified: bool) -> str:
+    if cert.search is not None:
+        state = (
+            "certified" if cert.certified
+            else f"not certified ({cert.search.get('budget_exhausted') or 'gap'} budget)"
+        )
+        head = (
+            f"fixed-width branch and bound at width {width} < K* = {cert.width_needed}: "
+            f"{cert.lower_bound:.10g} <= width-{width} optimum <= {cert.upper_bound:.10g}, "
+            f"{state}"
+        )
+        if width_certified:
+            return f"{head}; the best start (loss {best:.10g}) attains it"
+        return f"{head}; the best start ended {best - cert.lower_bound:.3g} above the bound"
     if width_certified:
         return (
             f"width-{width} optimum certified: the best polished SAE (loss {best:.10g}) "
@@ -421,7 +442,8 @@ def _conclusion(width: int, cert: Certificate, best: float, width_certified: boo
     return (
         f"only bounds at width {width}: {cert.lower_bound:.10g} <= optimum <= {best:.10g} "
         f"({why}); no number of starts excludes a lower partial minimum at this width "
-        "(that needs branch and bound over activation patterns)"
+        "(convexdict.certify(X, lam, width=K) runs the branch and bound over activation "
+        "patterns)"
     )
 
 
@@ -439,6 +461,7 @@ def census(
     group_rtol: float = 1e-6,
     polish_max_iter: int = 50,
     progress: bool = False,
+    time_limit: float | None = 60.0,
     **train_kwargs: Any,
 ) -> Census:
     """Train ``n_starts`` SGD SAEs, polish them to partial minima and count where they land.
@@ -465,7 +488,10 @@ def census(
     seed : int
         Seed of the first run (``>= 0``); run ``i`` uses ``seed + i``.
     certificate : Certificate, optional
-        ``convexdict.certify(X, lam)`` on this ``X`` and ``lam``; computed when omitted.
+        ``convexdict.certify(X, lam)`` or ``convexdict.certify(X, lam, width=width)`` on
+        this ``X`` and ``lam``; computed when omitted, at the census width, so that below
+        ``K*`` the verdicts use the fixed-width branch and bound (its lower bound holds for
+        width ``<= width`` and its explicit width-``K`` SAE proves spurious minima).
     tol : float
         Relative tolerance of the verdicts and of :attr:`Census.width_certified`
         (scale ``max(1, |L|)``).
@@ -475,6 +501,9 @@ def census(
         Maximum rounds of :func:`convexdict.polish` per start.
     progress : bool
         Show a progress bar over the starts.
+    time_limit : float or None
+        Seconds for the fixed-width branch and bound when the certificate is computed here
+        and ``width < K*``.
     **train_kwargs
         Other :func:`convexdict.train_sae` options (``batch_size``, ``device``,
         ``dtype``, ``anchors``, ...). ``activation`` must be ``"relu"`` (the only
@@ -512,7 +541,7 @@ def census(
     polish_max_iter = check_int("polish_max_iter", polish_max_iter, minimum=1)
     train_kwargs = _check_train_kwargs(train_kwargs)
     if certificate is None:
-        cert = certify(X, lam)
+        cert = certify(X, lam, width=width, tol=tol, time_limit=time_limit)
     else:
         cert = _check_certificate(certificate, X, lam)
         if cert.kind != "sae":
@@ -520,9 +549,17 @@ def census(
                 f"The 'certificate' parameter must certify an SAE (kind 'sae'). Got kind "
                 f"{cert.kind!r}."
             )
-    optimum_loss = (
-        sae_loss(cert.optimum_sae, X, lam) if cert.optimum_sae is not None else float("nan")
-    )
+    if cert.search is not None:
+        if cert.width != width:
+            raise ValueError(
+                f"The 'certificate' parameter is a fixed-width certificate for width "
+                f"{cert.width}; the census is at width {width}."
+            )
+        optimum_loss = cert.upper_bound
+    else:
+        optimum_loss = (
+            sae_loss(cert.optimum_sae, X, lam) if cert.optimum_sae is not None else float("nan")
+        )
 
     polished: list[SAE] = []
     comparisons: list[Comparison] = []
@@ -609,6 +646,7 @@ def census(
         time_polish=t_polish,
         time_compare=t_compare,
         time_total=time.perf_counter() - start_time,
+        fixed_width=cert.search is not None,
     )
 
 

@@ -14,6 +14,9 @@ paper B's per-piece test (:mod:`convexdict.pieces`) with a verdict. With
   ``L`` exceeds the loss of the certificate's explicit optimum by more than ``scale``
   (that optimum padded with dead latents is an SAE of the same width with a lower loss):
   certifiably a non-global partial minimum;
+* with a fixed-width certificate (``certify(X, lam, width=K)`` below ``K*``, which bounds
+  SAEs of width ``<= K``) the same verdicts use its lower bound and its explicit width-``K``
+  SAE in place of ``P*`` and the wide optimum;
 * ``"partial_minimum"``: neither block improves and ``L`` is above the lower bound, but
   nothing proves it spurious: the width is below ``K*`` (where ``P*`` is only a lower bound
   and may be unattainable) or the certificate's own gap covers ``L``;
@@ -270,6 +273,16 @@ def _check_certificate(cert: Any, X: np.ndarray, lam: float) -> Certificate:
     return cert
 
 
+def _check_width(cert: Certificate, sae: Any) -> None:
+    """A fixed-width certificate bounds only SAEs up to its width."""
+    if cert.search is not None and cert.width is not None and sae.width > cert.width:
+        raise ValueError(
+            f"The 'certificate' parameter is a fixed-width certificate (its lower bound holds "
+            f"for widths <= {cert.width}); the SAE has width {sae.width}. Certify at "
+            f"width={sae.width} or without a width."
+        )
+
+
 def _verdict(
     loss: float, cert: Certificate, width: int, optimum_loss: float, dec: float, enc: float,
     tol: float,
@@ -282,13 +295,23 @@ def _verdict(
     if dec > scale or enc > scale:
         block = "decoder" if dec >= enc else "encoder"
         return "not_converged", f"the {block} block still lowers the loss"
-    if width >= cert.width_needed and loss - optimum_loss > scale:
+    if cert.search is not None:
+        # A fixed-width certificate: its explicit SAE has exactly the certificate's width.
+        if width >= cert.width and loss - cert.upper_bound > scale:
+            return (
+                "spurious_partial_minimum",
+                f"neither block improves, but the fixed-width certificate's SAE (width "
+                f"{cert.width}) has a lower loss",
+            )
+    elif width >= cert.width_needed and loss - optimum_loss > scale:
         return (
             "spurious_partial_minimum",
             f"neither block improves, but the certified optimum (K* = {cert.width_needed} <= "
             f"width {width}) has a lower loss",
         )
-    if width < cert.width_needed:
+    if cert.search is not None:
+        why = "the fixed-width certificate's gap covers the loss"
+    elif width < cert.width_needed:
         why = f"width {width} < K* = {cert.width_needed}: P* may be unattainable at this width"
     else:
         why = "the certificate's own gap covers the loss"
@@ -335,6 +358,7 @@ def compare(
     lam = check_positive("lam", lam)
     tol = check_positive("tol", tol)
     cert = certify(X, lam) if certificate is None else _check_certificate(certificate, X, lam)
+    _check_width(cert, sae)
     n, d = X.shape
     terms = sae_loss_terms(sae, X, lam)
     loss = terms.total

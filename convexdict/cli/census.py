@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from . import field_table
+from . import CLIError, field_table
 from .certify import say, write_json_atomic
 from .compare import VERDICT_STYLE
 
@@ -36,6 +36,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the first start")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--tol", type=float, default=1e-6, help="relative tolerance of the verdicts")
+    p.add_argument("--time-limit", type=float, default=60.0,
+                   help="seconds for the fixed-width branch and bound when --width < K* "
+                        "(default 60)")
     p.add_argument("--json", metavar="PATH", default=None, help="write the results here")
     p.set_defaults(func=run)
 
@@ -73,6 +76,7 @@ def bounds_table(result: Any) -> Any:
         ("certified lower bound", f"{result.lower_bound:.12g}"),
         ("best polished loss (upper bound)", f"{result.best_loss:.12g}"),
         ("gap", f"{result.bound_gap:.3g}"),
+        ("bound from", "fixed-width branch and bound" if result.fixed_width else "P* (all widths)"),
         ("width-K optimum certified", yes),
         ("time (train, polish, classify)",
          f"{result.time_total:.2f} s ({result.time_train:.2f}, {result.time_polish:.2f}, "
@@ -99,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
     steps = check_int("steps", args.steps, minimum=1)
     check_int("seed", args.seed, minimum=0)
     check_int("batch_size", args.batch_size, minimum=1)
+    if args.time_limit <= 0:
+        raise CLIError(f"--time-limit must be a positive number of seconds. Got {args.time_limit}.")
     X = load_data(args.data)
-    cert = certify(X, lam, tol=tol, progress=True)
+    cert = certify(X, lam, width=width, tol=tol, progress=True, time_limit=args.time_limit)
     result = census(X, lam, width, n_starts=starts, steps=steps, lr=lr, seed=args.seed,
                     certificate=cert, tol=tol, progress=True, batch_size=args.batch_size,
                     device=args.device)
