@@ -89,6 +89,7 @@ class _Node:
     cones: tuple[_Cone, ...]
     tail: int  # first pattern the remaining latents may use; -1 once all are assigned
     splits: int = 0
+    resid: np.ndarray | None = None  # a residual to screen this pattern node's children with
 
 
 @dataclass
@@ -302,11 +303,12 @@ def branch_and_bound(
     width: int,
     *,
     lower_floor: float,
+    wide_residual: np.ndarray,
     starts: list[SAE],
     tol: float = 1e-6,
     time_limit: float | None = 60.0,
     max_nodes: int = 200_000,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     solver: str = "clarabel",
     progress: bool = False,
 ) -> tuple[float, _Incumbent, SearchStats]:
@@ -321,6 +323,8 @@ def branch_and_bound(
     lower_floor : float
         A lower bound valid for every SAE (``P*``'s verified bound); the returned bound is
         never below it.
+    wide_residual : ndarray of shape (N, d)
+        The residual of the wide optimum (a good dual point for the root).
     starts : list of SAE
         Width-``K`` SAEs offered as first incumbents (polished first).
     tol : float
@@ -362,7 +366,8 @@ def branch_and_bound(
 
     counter = itertools.count()
     heap: list[tuple[float, int, _Node]] = []
-    heapq.heappush(heap, (lower_floor, next(counter), _Node(lower_floor, (), 0)))
+    root = _Node(lower_floor, (), 0, resid=wide_residual - wide_residual.mean(axis=0))
+    heapq.heappush(heap, (lower_floor, next(counter), root))
     pruned_lower = np.inf
     display = _Display(progress)
     try:
@@ -381,16 +386,14 @@ def branch_and_bound(
                     pruned_lower = min(pruned_lower, lower)
                     stats.nodes_pruned += 1
                     continue
-                if node.tail >= 0 and len(node.cones) == 0:
-                    # The root: its bound is P*, so expand it without a solve.
-                    for i in range(len(prob.cones)):
-                        child = _Node(lower, (prob.cones[i],), i if width > 1 else -1)
-                        heapq.heappush(heap, (lower, next(counter), child))
-                    continue
                 batch.append(node)
             if not batch:
                 continue
-            children = _evaluate(prob, batch, best, threshold, solver, stats, width)
+            patterns = [node for node in batch if node.tail >= 0]
+            leaves = [node for node in batch if node.tail < 0]
+            children = _expand(prob, patterns, stats, width) if patterns else []
+            if leaves:
+                children += _evaluate(prob, leaves, best, threshold, solver, stats)
             for node in children:
                 if node.lower >= threshold() or node.tail == _CLOSED:
                     pruned_lower = min(pruned_lower, node.lower)
@@ -418,28 +421,16 @@ def _evaluate(
     threshold,
     solver: str,
     stats: SearchStats,
-    width: int,
 ) -> list[_Node]:
-    """Solve the batch's relaxations; return children (and closed nodes with their bounds)."""
+    """Solve the leaves' relaxations; return children (and closed nodes with their bounds)."""
     atoms = [prob.atoms(node) for node in batch]
     lowers, Gs = _relaxations(atoms, prob, threshold())
     stats.nodes_evaluated += len(batch)
     out: list[_Node] = []
-    last_level: list[tuple[_Node, float, np.ndarray]] = []
     for i, node in enumerate(batch):
         lower = max(node.lower, float(lowers[i]))
         if lower >= threshold():
             out.append(_Node(lower, node.cones, node.tail, node.splits))
-            continue
-        if node.tail >= 0:
-            # Pattern level: the next latent takes pattern tail, tail + 1, ...
-            if len(node.cones) + 1 == width:
-                fit = atoms[i].T @ Gs[i]
-                resid = prob.X - fit - (prob.X - fit).mean(axis=0)
-                last_level.append((node, lower, resid))
-                continue
-            for j in range(node.tail, len(prob.cones)):
-                out.append(_Node(lower, node.cones + (prob.cones[j],), j, 0))
             continue
         G = Gs[i]
         candidate, excess = _merged_sae(prob, node, G)
@@ -455,49 +446,70 @@ def _evaluate(
                 out.append(_Node(lower, node.cones, node.tail, node.splits))
                 continue
         out.extend(_split(prob, node, G, lower, stats))
-    if last_level:
-        out.extend(_screened_leaves(prob, last_level, stats))
     return out
 
 
-def _screened_leaves(
-    prob: _Problem, parents: list[tuple[_Node, float, np.ndarray]], stats: SearchStats
+def _expand(
+    prob: _Problem, parents: list[_Node], stats: SearchStats, width: int
 ) -> list[_Node]:
-    """All leaf children of nodes with ``K - 1`` patterns assigned, with screened bounds.
+    """Children of pattern nodes, each with a verified bound from dual screening.
 
-    For parent patterns ``A`` and child pattern ``p`` the leaf's atoms are exactly
-    ``V(A) u V(S_p)``. Two residuals, ``R_A`` from the relaxation over ``V(A)`` alone and
-    ``R_T`` from the parent's own relaxation (feasible for every child), and their convex
-    combinations on a grid, are priced once over the vertices of every pattern; each scales
-    into a dual-feasible point of every child at once, giving a verified bound per child
-    without solving it.
+    A parent with patterns ``A`` assigned and tail ``t`` has children ``A + (S_j,)`` for
+    ``j >= t``: a leaf (atoms exactly ``V(A) u V(S_j)``) when that makes ``K`` latents,
+    else a pattern node whose completions use atoms in ``V(A) u tail_j``. Two residuals,
+    ``R_A`` from the relaxation over ``V(A)`` alone and the parent's stored residual ``R_T``,
+    and their convex combinations on a grid, are priced once over the vertices of every
+    pattern; scaled by the exact maximum over a child's atom set, each is a dual-feasible
+    point of that child, so its dual value is a verified bound for all of the child's SAEs.
+    No child is solved here; a pattern child keeps its best residual for its own children.
     """
-    atoms = [np.vstack([c.E for c in node.cones]) for node, _, _ in parents]
-    E = _pad(atoms)
-    res = solve_batch(E, prob.X, prob.lam, max_iter=300, rtol=1e-8)
+    assigned = [np.vstack([c.E for c in node.cones]) if node.cones else np.zeros((0, prob.n))
+                for node in parents]
     Tc = prob.X - prob.X.mean(axis=0)
-    R_A = prob.X[None] - res.b[:, None, :] - np.einsum("bmn,bmp->bnp", E, res.G)
-    R_A -= R_A.mean(axis=1, keepdims=True)
-    R_T = np.stack([resid for _, _, resid in parents])
-    best = np.full((len(parents), len(prob.cones)), -np.inf)
-    assigned = np.array([[c.pattern for c in node.cones] for node, _, _ in parents])
+    if max(len(a) for a in assigned) == 0:
+        R_A = np.repeat(Tc[None], len(parents), axis=0)
+    else:
+        E = _pad([a if len(a) else np.zeros((1, prob.n)) for a in assigned])
+        res = solve_batch(E, prob.X, prob.lam, max_iter=300, rtol=1e-8)
+        stats.nodes_evaluated += len(parents)
+        R_A = prob.X[None] - res.b[:, None, :] - np.einsum("bmn,bmp->bnp", E, res.G)
+        R_A -= R_A.mean(axis=1, keepdims=True)
+    R_T = np.stack([node.resid for node in parents])
+    n_pat = len(prob.cones)
+    own_idx = [[c.pattern for c in node.cones] for node in parents]
+    leaf_level = len(parents[0].cones) + 1 == width
+    best = np.full((len(parents), n_pat), -np.inf)
+    best_theta = np.zeros((len(parents), n_pat), dtype=np.intp)
     V_A, V_T = prob.all_vertices @ R_A, prob.all_vertices @ R_T  # (B, V, p) each
-    for theta in _SCREEN_GRID:
+    for g, theta in enumerate(_SCREEN_GRID):
         R = theta * R_A + (1.0 - theta) * R_T
         vertex_prices = np.linalg.norm(theta * V_A + (1.0 - theta) * V_T, axis=2)
         pattern_prices = np.maximum.reduceat(vertex_prices, prob.vertex_offsets, axis=1)
-        a = np.einsum("bnp,np->b", R, Tc)
-        q = np.einsum("bnp,bnp->b", R, R)
-        own = np.take_along_axis(pattern_prices, assigned, axis=1).max(axis=1)
+        own = np.array([pattern_prices[b, idx].max() if idx else 0.0
+                        for b, idx in enumerate(own_idx)])
+        if not leaf_level:
+            # A pattern child's atoms include every pattern of index >= j: suffix maxima.
+            pattern_prices = np.maximum.accumulate(pattern_prices[:, ::-1], axis=1)[:, ::-1]
         price = np.maximum(own[:, None], pattern_prices) * (1.0 + PRICE_SAFETY)
-        best = np.maximum(best, _scaled_dual_values(a, q, prob.lam / price, prob.n))
+        a = np.einsum("bnp,np->b", R, Tc)
+        qq = np.einsum("bnp,bnp->b", R, R)
+        value = _scaled_dual_values(a, qq, prob.lam / price, prob.n)
+        better = value > best
+        best = np.where(better, value, best)
+        best_theta = np.where(better, g, best_theta)
     out: list[_Node] = []
-    for b, (node, lower, _) in enumerate(parents):
-        children = np.arange(node.tail, len(prob.cones))
-        bound = best[b, children]
-        stats.screened += int(np.sum(bound > lower))
-        for j, value in zip(children, bound, strict=True):
-            out.append(_Node(max(lower, float(value)), node.cones + (prob.cones[j],), -1, 0))
+    for b, node in enumerate(parents):
+        children = np.arange(node.tail, n_pat)
+        stats.screened += int(np.sum(best[b, children] > node.lower))
+        for j in children:
+            lower = max(node.lower, float(best[b, j]))
+            cones = node.cones + (prob.cones[j],)
+            if leaf_level:
+                out.append(_Node(lower, cones, -1, 0))
+            else:
+                theta = _SCREEN_GRID[best_theta[b, j]]
+                resid = theta * R_A[b] + (1.0 - theta) * R_T[b]
+                out.append(_Node(lower, cones, int(j), 0, resid))
     return out
 
 
@@ -523,10 +535,11 @@ def _relaxations(
     lowers = np.empty(len(atoms))
     Gs: list[np.ndarray] = [np.empty(0)] * len(atoms)
     order = np.argsort([len(a) for a in atoms], kind="stable")
-    for chunk in np.array_split(order, max(1, int(np.ceil(len(order) / 128)))):
+    for chunk in np.array_split(order, max(1, int(np.ceil(len(order) / 256)))):
         E = _pad([atoms[i] for i in chunk])
         res = solve_batch(
-            E, prob.X, prob.lam, max_iter=600, stop_above=threshold, stop_below=threshold
+            E, prob.X, prob.lam, max_iter=600, check_every=10, stop_above=threshold,
+            stop_below=threshold,
         )
         lower, G = res.lower.copy(), res.G
         again = np.flatnonzero((res.primal >= threshold) & (lower < threshold))
@@ -667,6 +680,7 @@ def fixed_width_result(
         lam,
         width,
         lower_floor=wide_lower,
+        wide_residual=X - wide_optimum.reconstruct(X),
         starts=offered,
         tol=tol,
         time_limit=time_limit,

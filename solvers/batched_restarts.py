@@ -65,7 +65,7 @@ def random_restarts(
     """
     gen = torch.Generator().manual_seed(seed)
     n, d = X.shape
-    Xt = torch.as_tensor(X, dtype=torch.float64)
+    Xt = torch.tensor(np.array(X, dtype=np.float64))
     scale = torch.tensor([0.1, 0.3, 1.0, 3.0], dtype=torch.float64)[
         torch.arange(n_restarts) % 4
     ]
