@@ -70,7 +70,7 @@ def main() -> None:
                 f"{row['search_s']:.1f}", f"{row['total_s']:.1f}",
                 "yes" if row["certified"] else "no", f"{row['rel_gap']:.1e}",
             )
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 if __name__ == "__main__":

@@ -309,7 +309,7 @@ def _certify(
     backend: str = "cvxpy",
     device: str | None = None,
     time_limit: float | None = 60.0,
-    max_nodes: int = 200_000,
+    max_nodes: int = 2_000_000,
     starts: Sequence[SAE] | None = None,
 ) -> Certificate:
     """Certified global optimum of the canonical SAE objective.

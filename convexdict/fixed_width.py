@@ -307,7 +307,7 @@ def branch_and_bound(
     starts: list[SAE],
     tol: float = 1e-6,
     time_limit: float | None = 60.0,
-    max_nodes: int = 200_000,
+    max_nodes: int = 2_000_000,
     batch_size: int = 1024,
     solver: str = "clarabel",
     progress: bool = False,

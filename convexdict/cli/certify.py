@@ -68,7 +68,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--time-limit", type=float, default=60.0,
                    help="seconds for the fixed-width branch and bound when --width < K* "
                         "(default 60)")
-    p.add_argument("--max-nodes", type=int, default=200_000,
+    p.add_argument("--max-nodes", type=int, default=2_000_000,
                    help="relaxations the fixed-width branch and bound may solve")
     p.add_argument("--json", metavar="PATH", default=None, help="write the certificate here")
     p.set_defaults(func=run)
