@@ -619,7 +619,7 @@ class _Display:
         if enabled:
             from rich.live import Live
 
-            self.live = Live("", refresh_per_second=4, transient=False)
+            self.live = Live("", refresh_per_second=4, transient=True)
             self.live.start()
 
     def update(self, lower: float, upper: float, stats: SearchStats, n_open: int) -> None:
@@ -654,8 +654,11 @@ def fixed_width_result(
     solver: str,
     progress: bool,
     k_star: int,
-) -> tuple[SAE, float, float, float, bool, str, dict[str, Any]]:
+) -> tuple[SAE | None, float, float, float, bool, str, dict[str, Any]]:
     """Run the search for :func:`convexdict.certify` and phrase its outcome.
+
+    Data with more than ``MAX_PATTERNS`` possible activation patterns (Cover's count
+    ``2 sum_(i<=r) C(N-1, i)``) get the wide lower bound only, with ``sae=None``.
 
     Returns ``(sae, lower, upper, gap, certified, message, search)``.
     """
@@ -665,6 +668,16 @@ def fixed_width_result(
         loss = sae_loss(sae, X, lam)
         info = {"n_patterns": 0, "nodes_evaluated": 0, "budget_exhausted": ""}
         return sae, loss, loss, 0.0, True, "width-0 optimum (the mean) is exact", info
+    rank = affine_frame(X).rank
+    n_cells = 2 * sum(comb(X.shape[0] - 1, i) for i in range(rank + 1))
+    if n_cells > MAX_PATTERNS:
+        message = (
+            f"width {width} < K* = {k_star}: only the lower bound is known at this width "
+            f"(up to {n_cells:,} activation patterns, above the fixed-width branch and "
+            f"bound's limit of {MAX_PATTERNS:,}; it is meant for small data sets)"
+        )
+        info = {"n_patterns": n_cells, "nodes_evaluated": 0, "budget_exhausted": "patterns"}
+        return None, wide_lower, float("inf"), float("inf"), False, message, info
     offered = [_top_latents(wide_optimum, X, width), *_best_subsets(wide_optimum, X, lam, width)]
     offered += [SAE(*weights) for weights in random_restarts(X, lam, width)]
     for i, sae in enumerate(starts or []):

@@ -82,3 +82,13 @@ def test_cli_certify_budget_errors(tmp_path, capsys, args, needle) -> None:
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert needle in err
+
+
+def test_too_many_patterns_keeps_the_lower_bound_only() -> None:
+    X = np.random.default_rng(0).normal(size=(80, 2))
+    wide = cd.certify(X, 0.1)
+    cert = cd.certify(X, 0.1, width=2)
+    assert wide.width_needed > 2
+    assert cert.sae is None and not cert.certified
+    assert cert.lower_bound == wide.lower_bound
+    assert "activation patterns" in cert.message and cert.search["budget_exhausted"] == "patterns"
