@@ -391,7 +391,10 @@ def branch_and_bound(
                 continue
             patterns = [node for node in batch if node.tail >= 0]
             leaves = [node for node in batch if node.tail < 0]
-            children = _expand(prob, patterns, stats, width) if patterns else []
+            children = []
+            for depth in sorted({len(node.cones) for node in patterns}):
+                same = [node for node in patterns if len(node.cones) == depth]
+                children += _expand(prob, same, stats, width)
             if leaves:
                 children += _evaluate(prob, leaves, best, threshold, solver, stats)
             for node in children:
@@ -477,7 +480,10 @@ def _expand(
     R_T = np.stack([node.resid for node in parents])
     n_pat = len(prob.cones)
     own_idx = [[c.pattern for c in node.cones] for node in parents]
-    leaf_level = len(parents[0].cones) + 1 == width
+    depth = len(parents[0].cones)
+    if any(len(node.cones) != depth for node in parents):
+        raise ValueError("pattern nodes of one batch must have the same depth")
+    leaf_level = depth + 1 == width
     best = np.full((len(parents), n_pat), -np.inf)
     best_theta = np.zeros((len(parents), n_pat), dtype=np.intp)
     V_A, V_T = prob.all_vertices @ R_A, prob.all_vertices @ R_T  # (B, V, p) each

@@ -258,3 +258,26 @@ def test_no_random_sae_beats_the_fixed_width_bound(n, d, K, lam, seed) -> None:
     E = np.where(s > 0, A / np.where(s > 0, s, 1.0), 0.0)
     res = solve_batch(E, X, lam, max_iter=400)
     assert res.primal.min() >= cert.lower_bound - 1e-12
+
+
+def test_small_batches_mix_tree_levels_and_agree() -> None:
+    # Small batches pop pattern nodes of different depths together; the result must not
+    # depend on the batch size.
+    from convexdict.fixed_width import branch_and_bound
+
+    X = np.random.default_rng(8).normal(size=(5, 2))
+    lam = 0.05
+    wide = cd.certify(X, lam)
+    assert wide.width_needed > 3
+    resid = X - wide.optimum_sae.reconstruct(X)
+    results = []
+    for batch_size in (4, 1024):
+        lower, best, stats = branch_and_bound(
+            X, lam, 3, lower_floor=wide.lower_bound, wide_residual=resid, starts=[],
+            tol=1e-4, time_limit=60.0, batch_size=batch_size,
+        )
+        assert stats.open_nodes == 0 and best.sae.width == 3
+        assert best.loss - lower <= 1e-4 * max(1.0, best.loss)
+        results.append((lower, best.loss))
+    (l1, u1), (l2, u2) = results
+    assert l1 <= u2 + 1e-12 and l2 <= u1 + 1e-12
