@@ -13,13 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solvers.pricing import price
+from solvers.pricing import PRICE_SAFETY, price
 
 from ._validation import check_matrix, check_positive
 from .atoms import AffineFrame, affine_frame
-
-# Relative inflation of the priced maximum, covering floating-point rounding in pricing.
-PRICE_SAFETY = 1e-10
 
 
 @dataclass(frozen=True)

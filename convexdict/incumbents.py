@@ -60,9 +60,10 @@ class Incumbent:
         self.loss = float("inf")
         self.improvements = 0
 
-    def offer(self, sae: SAE, *, polish_it: bool = True) -> None:
+    def offer(self, sae: SAE) -> None:
+        """Keep ``sae`` (polished first when it beats the incumbent) if its loss is lower."""
         loss = sae_loss(sae, self.X, self.lam)
-        if polish_it and loss < self.loss:
+        if loss < self.loss:
             try:
                 sae = polish(sae, self.X, self.lam, max_iter=20, solver=self.solver)
             except PieceSolveError:

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from solvers.batched_group_lasso import PRICE_SAFETY, dual_lower_bounds, solve_batch
+from solvers.batched_group_lasso import dual_lower_bounds, scaled_dual_values, solve_batch
 from solvers.cvxpy_group_lasso import GroupLassoProblem, SolverFailure
 from solvers.pattern_cones import (
     bisecting_cut,
     cone_images,
     cone_rays,
     cut_cone_rays,
+    distinct_rows,
     lifted,
     pattern_rows,
     realizable_patterns,
@@ -29,7 +30,7 @@ from solvers.pattern_cones import (
 
 from .atoms import AffineFrame
 from .incumbents import Incumbent
-from .sae import SAE, sae_loss
+from .sae import SAE
 
 MAX_PATTERNS = 5_000
 _SCREEN_GRID = np.linspace(0.0, 1.0, 11)
@@ -133,7 +134,7 @@ class Problem:
         rows = np.vstack([pattern_rows(self.Yt, mask), cuts])
         all_rays = cone_rays(rows)
         rays, E = cone_images(self.Yt, mask, all_rays)
-        keep = _distinct(E)
+        keep = distinct_rows(E, _DUP_TOL)
         return Cone(pattern, cuts, rays[keep], E[keep], all_rays)
 
     def sub_cone(self, cone: Cone, cut: np.ndarray) -> Cone:
@@ -142,7 +143,7 @@ class Problem:
         rows = np.vstack([pattern_rows(self.Yt, mask), cone.cuts])
         rays = cut_cone_rays(rows, cone.all_rays, cut)
         images_rays, E = cone_images(self.Yt, mask, rays)
-        keep = _distinct(E)
+        keep = distinct_rows(E, _DUP_TOL)
         return Cone(cone.pattern, np.vstack([cone.cuts, cut[None]]), images_rays[keep], E[keep],
                      rays)
 
@@ -151,21 +152,17 @@ class Problem:
         return np.vstack([c.E for c in node.cones])
 
 
-def _distinct(E: np.ndarray) -> np.ndarray:
-    """Indices of the first occurrence of each row of ``E`` (up to ``_DUP_TOL``)."""
-    keep: list[int] = []
-    for i in range(len(E)):
-        if not keep or np.abs(E[keep] - E[i]).max(axis=1).min() > _DUP_TOL:
-            keep.append(i)
-    return np.array(keep, dtype=np.intp)
-
-
 def pad(blocks: list[np.ndarray]) -> np.ndarray:
     m = max(len(b) for b in blocks)
     out = np.zeros((len(blocks), m, blocks[0].shape[1]))
     for i, b in enumerate(blocks):
         out[i, : len(b)] = b
     return out
+
+
+def _latent_blocks(node: Node, G: np.ndarray) -> list[np.ndarray]:
+    """``G``'s rows per latent (each cone's vertices are consecutive atoms of a leaf)."""
+    return np.split(G, np.cumsum([len(c.E) for c in node.cones])[:-1])
 
 
 def _merged_sae(prob: Problem, node: Node, G: np.ndarray) -> tuple[SAE, float]:
@@ -179,10 +176,8 @@ def _merged_sae(prob: Problem, node: Node, G: np.ndarray) -> tuple[SAE, float]:
     """
     d = prob.X.shape[1]
     W_enc, b_enc, W_dec = np.zeros((d, len(node.cones))), np.zeros(len(node.cones)), []
-    excess, start = 0.0, 0
-    for k, cone in enumerate(node.cones):
-        g = G[start : start + len(cone.E)]
-        start += len(cone.E)
+    excess = 0.0
+    for k, (cone, g) in enumerate(zip(node.cones, _latent_blocks(node, G), strict=True)):
         w = np.linalg.norm(g, axis=1)
         total = g.sum(axis=0)
         excess = max(excess, float(w.sum() - np.linalg.norm(total)))
@@ -227,7 +222,7 @@ def evaluate_leaves(
             continue
         G = Gs[i]
         candidate, excess = _merged_sae(prob, node, G)
-        best.offer(candidate, polish_it=sae_loss(candidate, prob.X, prob.lam) < best.loss)
+        best.offer(candidate)
         if lower >= threshold():
             out.append(Node(lower, node.cones, node.tail, node.splits))
             continue
@@ -286,10 +281,10 @@ def expand_patterns(
         if not leaf_level:
             # A pattern child's atoms include every pattern of index >= j: suffix maxima.
             pattern_prices = np.maximum.accumulate(pattern_prices[:, ::-1], axis=1)[:, ::-1]
-        price = np.maximum(own[:, None], pattern_prices) * (1.0 + PRICE_SAFETY)
+        price = np.maximum(own[:, None], pattern_prices)
         a = np.einsum("bnp,np->b", R, Tc)
         qq = np.einsum("bnp,bnp->b", R, R)
-        value = _scaled_dual_values(a, qq, prob.lam / price, prob.n)
+        value = scaled_dual_values(a, qq, price, prob.lam, prob.n)
         better = value > best
         best = np.where(better, value, best)
         best_theta = np.where(better, g, best_theta)
@@ -307,16 +302,6 @@ def expand_patterns(
                 resid = theta * R_A[b] + (1.0 - theta) * R_T[b]
                 out.append(Node(lower, cones, int(j), 0, resid))
     return out
-
-
-def _scaled_dual_values(a: np.ndarray, q: np.ndarray, t_max: np.ndarray, n: int) -> np.ndarray:
-    """``max_{0 <= t <= t_max} (t a - t^2 q / 2) / n`` per row (the dual value along a ray).
-
-    Shapes: ``a, q (B,)``, ``t_max (B, P)``; rows with ``q <= 0`` or ``a <= 0`` give 0.
-    """
-    ok = (q > 0) & (a > 0)
-    t = np.minimum(np.where(ok, a / np.where(ok, q, 1.0), 0.0)[:, None], t_max)
-    return (t * a[:, None] - 0.5 * t * t * q[:, None]) / n
 
 
 def _relaxations(
@@ -361,12 +346,9 @@ def _split(prob: Problem, node: Node, G: np.ndarray, lower: float, stats: Search
     split of a node's line bisects the longest chord instead, so every cone keeps
     shrinking (the bounds converge as the cones do).
     """
-    spreads, blocks, start = [], [], 0
-    for cone in node.cones:
-        g = G[start : start + len(cone.E)]
-        start += len(cone.E)
-        blocks.append(g)
-        spreads.append(float(np.linalg.norm(g, axis=1).sum() - np.linalg.norm(g.sum(axis=0))))
+    blocks = _latent_blocks(node, G)
+    spreads = [float(np.linalg.norm(g, axis=1).sum() - np.linalg.norm(g.sum(axis=0)))
+               for g in blocks]
     order = np.argsort(-np.asarray(spreads), kind="stable")
     for k in order:
         cone = node.cones[k]

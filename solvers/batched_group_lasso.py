@@ -19,9 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Relative inflation of the largest dual-constraint value, covering rounding (as in
-# convexdict.bounds.PRICE_SAFETY).
-PRICE_SAFETY = 1e-10
+from .pricing import PRICE_SAFETY
 
 
 @dataclass(frozen=True)
@@ -72,13 +70,42 @@ def dual_lower_bounds(E: np.ndarray, T: np.ndarray, G: np.ndarray, lam: float) -
     R = R - R.mean(axis=1, keepdims=True)
     Tc = T - T.mean(axis=0)
     prices = np.linalg.norm(np.einsum("bmn,bnp->bmp", E, R), axis=2).max(axis=1)
-    prices = prices * (1.0 + PRICE_SAFETY)
     a = np.einsum("bnp,np->b", R, Tc)
     q = np.einsum("bnp,bnp->b", R, R)
+    return scaled_dual_values(a, q, prices, lam, n)
+
+
+def scaled_dual_values(
+    a: np.ndarray, q: np.ndarray, prices: np.ndarray, lam: float, n: int
+) -> np.ndarray:
+    """The dual value of the best feasible point on the ray of each residual.
+
+    For a centred residual ``R`` with ``a = <R, T>``, ``q = ||R||^2`` and largest
+    dual-constraint value ``price = max_j ||R^T e_j||`` over an atom set, ``t R`` is dual
+    feasible for ``t <= t_max = lam / (price (1 + PRICE_SAFETY))``; this returns
+    ``max_{0 <= t <= t_max} (t a - t^2 q / 2) / n``.
+
+    Parameters
+    ----------
+    a, q : ndarray of shape (B,)
+    prices : ndarray of shape (B,) or (B, P)
+        One price per residual, or ``P`` prices (atom sets) per residual.
+    lam : float
+    n : int
+        Number of samples.
+
+    Returns
+    -------
+    ndarray of the shape of ``prices``
+        0 where ``q <= 0`` or ``a <= 0`` (the zero residual).
+    """
+    prices = np.asarray(prices, dtype=np.float64) * (1.0 + PRICE_SAFETY)
+    extra = (slice(None),) + (None,) * (prices.ndim - 1)
+    a, q = np.asarray(a)[extra], np.asarray(q)[extra]
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(q > 0, a / q, 0.0)
-        t_max = np.where(prices > 0, lam / prices, np.inf)
-    t = np.clip(t, 0.0, t_max)
+        t = np.where((q > 0) & (a > 0), a / np.where(q > 0, q, 1.0), 0.0)
+        t_max = np.where(prices > 0, lam / np.where(prices > 0, prices, 1.0), np.inf)
+    t = np.minimum(t, t_max)
     return (t * a - 0.5 * t * t * q) / n
 
 

@@ -42,13 +42,13 @@ def lifted(Y: np.ndarray) -> np.ndarray:
     return np.hstack([Y, np.ones((Y.shape[0], 1))])
 
 
-def _unique_rows(A: np.ndarray, tol: float = DEDUP_TOL) -> np.ndarray:
-    """Rows of ``A`` with near-duplicates (max-abs difference ``<= tol``) removed, in order."""
+def distinct_rows(A: np.ndarray, tol: float = DEDUP_TOL) -> np.ndarray:
+    """Indices of the first occurrence of each row of ``A`` (max-abs difference ``> tol``)."""
     keep: list[int] = []
     for i in range(len(A)):
         if not keep or np.abs(A[keep] - A[i]).max(axis=1).min() > tol:
             keep.append(i)
-    return A[keep]
+    return np.array(keep, dtype=np.intp)
 
 
 def cone_rays(A: np.ndarray) -> np.ndarray:
@@ -86,7 +86,7 @@ def cone_rays(A: np.ndarray) -> np.ndarray:
     if len(rays) == 0:
         return np.zeros((0, q))
     rays /= np.linalg.norm(rays, axis=1, keepdims=True)
-    return _unique_rows(rays)
+    return rays[distinct_rows(rays)]
 
 
 def cut_cone_rays(A: np.ndarray, rays: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -132,7 +132,7 @@ def cut_cone_rays(A: np.ndarray, rays: np.ndarray, w: np.ndarray) -> np.ndarray:
             u = side[i] * R[j] - side[j] * R[i]
             keep.append((u / np.linalg.norm(u))[None])
     out = np.vstack(keep)
-    return _unique_rows(out) if len(out) else np.zeros((0, q))
+    return out[distinct_rows(out)] if len(out) else np.zeros((0, q))
 
 
 def pattern_rows(Yt: np.ndarray, mask: np.ndarray) -> np.ndarray:

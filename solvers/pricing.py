@@ -39,6 +39,9 @@ import numpy as np
 ZERO_TOL = 1e-11
 RANK_TOL = 1e-10
 RECOMPUTE_BELOW = 1e-4
+# Relative inflation of a priced maximum before a residual is scaled into the dual
+# feasible set, covering floating-point rounding in pricing.
+PRICE_SAFETY = 1e-10
 _TARGET_FLOATS = 4_000_000
 
 
