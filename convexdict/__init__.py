@@ -20,7 +20,8 @@ from .census import (
     census,
     group_minima,
 )
-from .certify import Certificate, certify, encoder_from_hyperplanes, sae_from_solution
+from .certificate import Certificate
+from .certify import certify, certify_width
 from .compare import Comparison, Matching, compare, match_latents
 from .datasets import (
     BENCH_PRESETS,
@@ -45,6 +46,7 @@ from .diagnostics import (
     feature_splitting,
     stationarity,
 )
+from .encoders import encoder_from_hyperplanes, sae_from_solution
 from .family import (
     Crosscoder,
     Transcoder,
@@ -53,7 +55,6 @@ from .family import (
     transcoder_loss,
     transcoder_loss_terms,
 )
-from .fixed_width import SearchStats, certify_width
 from .io import (
     dictionary_learning_to_canonical,
     load_sae,
@@ -64,6 +65,7 @@ from .io import (
     total_variance,
 )
 from .path import certify_path
+from .pattern_tree import SearchStats
 from .pieces import (
     BlockStep,
     PieceSolveError,
@@ -76,6 +78,7 @@ from .pieces import (
 )
 from .sae import SAE, LossTerms, sae_loss, sae_loss_terms
 from .sweep import SweepConfig, SweepResult, load_config, run_sweep
+from .tolerance import relative_gap, within_tol
 from .train import TrainResult, train_crosscoder, train_sae, train_transcoder
 
 __all__ = [
@@ -163,5 +166,7 @@ __all__ = [
     "sae_from_solution",
     "sae_loss",
     "sae_loss_terms",
+    "within_tol",
+    "relative_gap",
 ]
 __version__ = "0.1.0"

@@ -25,6 +25,11 @@ def check_matrix(
         If ``value`` is not two-dimensional, has the wrong number of columns, too few
         rows, or contains NaN or infinity.
     """
+    if np.iscomplexobj(value):
+        raise ValueError(
+            f"The '{name}' parameter must be a real-valued 2-D array. Got a complex array; "
+            "pass its real part (or stack real and imaginary parts as columns) explicitly."
+        )
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -55,6 +60,8 @@ def check_matrix(
 
 def check_vector(name: str, value: Any, *, length: int) -> np.ndarray:
     """Return ``value`` as a finite float64 vector of shape ``(length,)``."""
+    if np.iscomplexobj(value):
+        raise ValueError(f"The '{name}' parameter must be real-valued. Got a complex array.")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -144,7 +144,9 @@ class JointWideLimit:
 
 def _huber_objective(D: np.ndarray, lam: float) -> float:
     norms = np.linalg.norm(D, axis=1)
-    h = np.where(norms <= lam, 0.5 * norms**2, lam * norms - 0.5 * lam**2)
+    big = norms > lam
+    h = 0.5 * norms**2
+    h[big] = lam * (norms[big] - 0.5 * lam)  # never squares lam: no overflow at huge lam
     return float(h.mean())
 
 

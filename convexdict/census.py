@@ -16,7 +16,8 @@ SAE. So
 
     P* <= min over width-K SAEs of L <= B.
 
-When ``B <= P* + tol * max(1, |B|)`` the width-``K`` optimum is certified by that explicit
+When ``within_tol(B, P*, tol)``
+(``B - P* <= tol * B``) the width-``K`` optimum is certified by that explicit
 SAE (:attr:`Census.width_certified`). No finite number of SGD starts proves that a lower
 partial minimum does not exist at width ``K``, and below ``K*`` the bound ``P*`` may be
 unattainable: there the census computes the fixed-width certificate
@@ -43,6 +44,7 @@ from .compare import VERDICTS, Comparison, _check_certificate, compare, jsonable
 from .diagnostics import active_mask
 from .pieces import PieceSolveError, polish
 from .sae import SAE, sae_loss
+from .tolerance import within_tol
 from .train import train_sae
 
 # Training options a census sets itself, or that would make the starts interfere.
@@ -104,7 +106,7 @@ class CensusGroup:
         Number of dead latents (the same for every member: dead latents are the empty
         patterns of the shared multiset).
     gap, relative_gap : float
-        ``loss - lower_bound`` and ``gap / max(1, |loss|)``.
+        ``loss - lower_bound`` and ``gap / loss``.
     seeds : list of int
         The training seeds of the members, in increasing order of loss.
     sae : SAE
@@ -186,7 +188,7 @@ class Census:
     bound_gap : float
         ``best_loss - lower_bound``.
     width_certified : bool
-        ``best_loss <= lower_bound + tol * max(1, |best_loss|)``: the width-``K`` optimum is
+        ``within_tol(best_loss, lower_bound, tol)``: the width-``K`` optimum is
         certified by the explicit SAE ``groups[0].sae``. False means only
         ``lower_bound <= optimum at width K <= best_loss`` is known.
     groups : list of CensusGroup
@@ -304,7 +306,7 @@ def activation_signature(sae: SAE, X: np.ndarray) -> tuple[bytes, ...]:
 
 
 def _same_loss(a: float, b: float, rtol: float) -> bool:
-    return abs(a - b) <= rtol * max(1.0, abs(a), abs(b))
+    return abs(a - b) <= rtol * max(abs(a), abs(b))
 
 
 def _group(losses: Sequence[float], keys: Sequence[Any], rtol: float) -> list[list[int]]:
@@ -329,7 +331,7 @@ def group_minima(
     """Group SAEs that sit at the same minimum.
 
     Two SAEs are the same minimum when their canonical losses agree within
-    ``rtol * max(1, |L_a|, |L_b|)`` and their :func:`activation_signature` keys are equal
+    ``rtol * max(|L_a|, |L_b|)`` and their :func:`activation_signature` keys are equal
     (the same multiset of firing sets, up to permuting latents). Items are taken by
     increasing loss; each joins the first group whose lowest-loss member matches it, so a
     group's losses span at most that tolerance.
@@ -406,7 +408,7 @@ def _progress(enabled: bool, total: int) -> tuple[Any, Any]:
 
 
 def _conclusion(width: int, cert: Certificate, best: float, width_certified: bool) -> str:
-    if cert.search is not None:
+    if cert.fixed_width:
         state = (
             "certified" if cert.certified
             else f"not certified ({cert.search.get('budget_exhausted') or 'gap'} budget)"
@@ -494,7 +496,7 @@ def census(
         width ``<= width`` and its explicit width-``K`` SAE proves spurious minima).
     tol : float
         Relative tolerance of the verdicts and of :attr:`Census.width_certified`
-        (scale ``max(1, |L|)``).
+        (:func:`~convexdict.within_tol`).
     group_rtol : float
         Relative loss tolerance of the grouping (:func:`group_minima`).
     polish_max_iter : int
@@ -549,7 +551,7 @@ def census(
                 f"The 'certificate' parameter must certify an SAE (kind 'sae'). Got kind "
                 f"{cert.kind!r}."
             )
-    if cert.search is not None:
+    if cert.fixed_width:
         if cert.width != width:
             raise ValueError(
                 f"The 'certificate' parameter is a fixed-width certificate for width "
@@ -621,7 +623,7 @@ def census(
         for i in range(n_starts)
     ]
     best = groups[0].loss
-    width_certified = bool(best <= cert.lower_bound + tol * max(1.0, abs(best)))
+    width_certified = within_tol(best, cert.lower_bound, tol)
     return Census(
         lam=lam,
         tol=tol,
@@ -646,7 +648,7 @@ def census(
         time_polish=t_polish,
         time_compare=t_compare,
         time_total=time.perf_counter() - start_time,
-        fixed_width=cert.search is not None,
+        fixed_width=cert.fixed_width,
     )
 
 

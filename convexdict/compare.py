@@ -6,7 +6,8 @@ certified lower bound ``P*``; the lower bound its own residual certifies; a Hung
 matching of its latents to the optimal atoms (:func:`match_latents`); paper A's
 stationarity residuals per latent (:func:`convexdict.diagnostics.stationarity`); and
 paper B's per-piece test (:mod:`convexdict.pieces`) with a verdict. With
-``scale = tol * max(1, |L|)`` (the convention of :class:`~convexdict.Certificate`):
+``scale = tol * L`` (the relative rule of :func:`~convexdict.within_tol`, the same in every
+unit of the data):
 
 * ``"certified_global"``: ``L - lower_bound <= scale``: globally optimal at every width;
 * ``"not_converged"``: a convex block still lowers the loss by more than ``scale``;
@@ -26,7 +27,7 @@ paper B's per-piece test (:mod:`convexdict.pieces`) with a verdict. With
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from .certify import Certificate, certify
 from .diagnostics import Stationarity, active_mask, stationarity
 from .pieces import PieceSolveError, block_improvements
 from .sae import SAE, sae_loss, sae_loss_terms
+from .tolerance import relative_gap, within_tol
 
 VERDICTS = (
     "certified_global",
@@ -176,7 +178,7 @@ class Comparison:
     optimum_loss : float
         Loss of the certificate's explicit optimum (width ``K*``; nan without one).
     gap, relative_gap : float
-        ``loss - lower_bound`` and ``gap / max(1, |loss|)``.
+        ``loss - lower_bound`` and ``gap / loss`` (:func:`~convexdict.relative_gap`).
     sae_dual_bound : float
         The lower bound certified by this SAE's own residual
         (:func:`convexdict.dual_bound`); ``loss - sae_dual_bound`` bounds its suboptimality
@@ -189,6 +191,25 @@ class Comparison:
         Hungarian matchings to the optimal atoms by decoder cosine and by Jaccard overlap
         of firing sets (None without an optimum).
     stationarity : Stationarity
+    improve_decoder_bound, improve_encoder_bound : float
+        Upper bounds on what each convex block could still gain (from the decoder block's
+        duality gap and the encoder block's free-code relaxation, docs/theory.md "Bounds
+        for the two convex blocks"); nan where none was computed.
+    loss_units : dict
+        The loss in canonical, SAELens, dictionary_learning and sparsify units
+        (:func:`convexdict.scale_compare.loss_units`).
+    dense_latents : list of int
+        Latents active on at least half of the samples.
+    firing_rate : ndarray of shape (K,) or None
+        Fraction of samples each latent is active on.
+    decoder_shift : ndarray of shape (K,) or None
+        ``||W_dec'[k] - W_dec[k]||`` of the decoder block's solution (streamed path).
+    subsample : dict or None
+        ``{"n_total", "n_used", "seed", "note"}`` when only a seeded subsample was used:
+        every number and bound then describes the subsample.
+    method : str
+        ``"certificate"`` (exact pricing, d small) or ``"streamed"`` (any size, no
+        certificate: :func:`convexdict.scale_compare.compare_streamed`).
     """
 
     lam: float
@@ -216,6 +237,14 @@ class Comparison:
     decoder_matching: Matching | None
     activation_matching: Matching | None
     stationarity: Stationarity
+    improve_decoder_bound: float = float("nan")
+    improve_encoder_bound: float = float("nan")
+    loss_units: dict[str, Any] = field(default_factory=dict)
+    dense_latents: list[int] = field(default_factory=list)
+    firing_rate: np.ndarray | None = None
+    decoder_shift: np.ndarray | None = None
+    subsample: dict[str, Any] | None = None
+    method: str = "certificate"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (arrays as lists, non-finite floats as strings)."""
@@ -250,8 +279,9 @@ class Comparison:
         lines += [
             f"stationarity: max code violation {st.max_code_violation:.3g}, max atom residual "
             f"{st.max_atom_residual:.3g}, bias residual {st.bias_residual:.3g}",
-            f"per-piece test: decoder block improves by {self.improve_decoder:.3g}, encoder "
-            f"block by {self.improve_encoder:.3g}",
+            f"per-piece test: decoder block improves by {self.improve_decoder:.3g} (at most "
+            f"{self.improve_decoder_bound:.3g}), encoder block by {self.improve_encoder:.3g} "
+            f"(at most {self.improve_encoder_bound:.3g})",
             f"verdict: {self.verdict} ({self.message})",
         ]
         return "\n".join(lines)
@@ -275,7 +305,7 @@ def _check_certificate(cert: Any, X: np.ndarray, lam: float) -> Certificate:
 
 def _check_width(cert: Certificate, sae: Any) -> None:
     """A fixed-width certificate bounds only SAEs up to its width."""
-    if cert.search is not None and cert.width is not None and sae.width > cert.width:
+    if cert.fixed_width and cert.width is not None and sae.width > cert.width:
         raise ValueError(
             f"The 'certificate' parameter is a fixed-width certificate (its lower bound holds "
             f"for widths <= {cert.width}); the SAE has width {sae.width}. Certify at "
@@ -287,15 +317,15 @@ def _verdict(
     loss: float, cert: Certificate, width: int, optimum_loss: float, dec: float, enc: float,
     tol: float,
 ) -> tuple[str, str]:
-    scale = tol * max(1.0, abs(loss))
-    if loss - cert.lower_bound <= scale:
+    scale = tol * loss  # within_tol(loss, x, tol) is loss - x <= scale
+    if within_tol(loss, cert.lower_bound, tol):
         return "certified_global", "loss within tolerance of the certified lower bound"
     if math.isnan(dec) or math.isnan(enc):
         return "undetermined", "a block program failed in every solver"
     if dec > scale or enc > scale:
         block = "decoder" if dec >= enc else "encoder"
         return "not_converged", f"the {block} block still lowers the loss"
-    if cert.search is not None:
+    if cert.fixed_width:
         # A fixed-width certificate: its explicit SAE has exactly the certificate's width.
         if width >= cert.width and loss - cert.upper_bound > scale:
             return (
@@ -309,7 +339,7 @@ def _verdict(
             f"neither block improves, but the certified optimum (K* = {cert.width_needed} <= "
             f"width {width}) has a lower loss",
         )
-    if cert.search is not None:
+    if cert.fixed_width:
         why = "the fixed-width certificate's gap covers the loss"
     elif width < cert.width_needed:
         why = f"width {width} < K* = {cert.width_needed}: P* may be unattainable at this width"
@@ -325,8 +355,15 @@ def compare(
     certificate: Certificate | None = None,
     *,
     tol: float = 1e-6,
+    streamed: bool | None = None,
+    **options: Any,
 ) -> Comparison:
     """Measure ``sae`` against the certified optimum of the canonical objective.
+
+    Without a certificate, when exact pricing is out of reach (or ``X`` is a memory-mapped
+    ``.npy`` or a path to one), no certificate is computed: the SAE is compared at any size
+    by :func:`convexdict.scale_compare.compare_streamed` (joint lower bound, stationarity,
+    both convex blocks with their bounds, data streamed in chunks).
 
     Parameters
     ----------
@@ -338,7 +375,14 @@ def compare(
     certificate : Certificate, optional
         From ``convexdict.certify(X, lam)``; computed here when omitted.
     tol : float
-        Relative tolerance of the verdict (scale ``max(1, |loss|)``).
+        Relative tolerance of the verdict (:func:`~convexdict.within_tol`).
+    streamed : bool, optional
+        Force (True) or forbid (False) the streamed path; by default it is taken when no
+        certificate is given and exact pricing is out of reach.
+    **options
+        For the streamed path: ``device``, ``dtype``, ``batch_size``, ``max_samples``,
+        ``seed``, ``blocks``, ``encoder_iters``, ``progress`` (see
+        :func:`~convexdict.scale_compare.compare_streamed`).
 
     Returns
     -------
@@ -354,6 +398,18 @@ def compare(
     """
     if not isinstance(sae, SAE):
         raise ValueError(f"The 'sae' parameter must be a convexdict.SAE. Got {type(sae).__name__}.")
+    from .scale_compare import compare_streamed, priceable, streamed_extras
+
+    if streamed is None:
+        streamed = certificate is None and not priceable(X)
+    if streamed:
+        if certificate is not None:
+            raise ValueError("The 'certificate' parameter must be None with streamed=True "
+                             "(the streamed path compares without a certificate).")
+        return compare_streamed(sae, X, lam, tol=tol, **options)
+    if options:
+        raise ValueError(f"Unexpected keyword arguments {sorted(options)}: they apply only to "
+                         "the streamed path (streamed=True).")
     X = check_matrix("X", X, n_cols=sae.d_in)
     lam = check_positive("lam", lam)
     tol = check_positive("tol", tol)
@@ -392,7 +448,7 @@ def compare(
         lower_bound=cert.lower_bound,
         optimum_loss=optimum_loss,
         gap=gap,
-        relative_gap=gap / max(1.0, abs(loss)),
+        relative_gap=relative_gap(loss, cert.lower_bound),
         sae_dual_bound=dual_bound(X, lam, resid),
         improve_decoder=dec,
         improve_encoder=enc,
@@ -403,4 +459,5 @@ def compare(
         if optimum is None
         else match_latents(sae, optimum, X, criterion="jaccard"),
         stationarity=stationarity(sae, X, lam),
+        **streamed_extras(sae, X, lam),
     )

@@ -210,8 +210,11 @@ def _pick(arrays: dict[str, np.ndarray], path: Path, kind: str) -> np.ndarray:
 
 
 def _read_csv(path: Path) -> np.ndarray:
-    with open(path) as fh:
-        first = fh.readline()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline()
+    except UnicodeDecodeError as exc:
+        raise _bad(path, f"expected a UTF-8 text file of numbers ({_first_line(exc)})") from exc
     if not first.strip():
         raise _bad(path, "the CSV file is empty")
     try:
@@ -220,24 +223,25 @@ def _read_csv(path: Path) -> np.ndarray:
     except ValueError:
         skip = 1  # a header line
     try:
-        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        raise _bad(path, f"expected numeric comma-separated values ({exc})") from exc
+        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64,
+                          encoding="utf-8")
+    except (ValueError, OverflowError) as exc:
+        raise _bad(path, f"expected numeric comma-separated values ({_first_line(exc)})") from exc
 
 
-def _read_file(path: Path) -> np.ndarray:
+def _read_file(path: Path, mmap: bool = False) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
-            return np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise _bad(path, f"not a readable .npy array ({exc})") from exc
+            return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        except (ValueError, OSError, EOFError, OverflowError) as exc:
+            raise _bad(path, f"not a readable .npy array ({_first_line(exc)})") from exc
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise _bad(path, f"not a readable .npz archive ({exc})") from exc
+        except (ValueError, OSError, EOFError, OverflowError, zipfile.BadZipFile) as exc:
+            raise _bad(path, f"not a readable .npz archive ({_first_line(exc)})") from exc
         return _pick(arrays, path, "array")
     if suffix == ".csv":
         return _read_csv(path)
@@ -247,14 +251,31 @@ def _read_file(path: Path) -> np.ndarray:
         try:
             tensors = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
-            raise _bad(path, f"not a readable safetensors file ({exc})") from exc
+            raise _bad(path, f"not a readable safetensors file ({_first_line(exc)})") from exc
         return _pick({k: v.double().numpy() for k, v in tensors.items()}, path, "tensor")
     raise _bad(
         path, f"unknown extension '{path.suffix}'; expected one of {', '.join(DATA_SUFFIXES)}"
     )
 
 
-def load_data(spec: str | os.PathLike[str]) -> np.ndarray:
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (one line, at most 200 characters)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0][:200] if lines else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_finite_chunks(arr: np.ndarray, path: Path, rows: int = 65536) -> None:
+    """NaN / infinity check of a memory map, ``rows`` rows at a time (never loaded whole)."""
+    bad = 0
+    for start in range(0, arr.shape[0], rows):
+        chunk = np.asarray(arr[start : start + rows])
+        bad += int(chunk.size - np.count_nonzero(np.isfinite(chunk)))
+    if bad:
+        raise _bad(path, f"found {bad} NaN or infinite entries")
+
+
+def load_data(spec: str | os.PathLike[str], *, mmap: bool = False) -> np.ndarray:
     """Load samples from a file or a built-in toy.
 
     Parameters
@@ -264,33 +285,57 @@ def load_data(spec: str | os.PathLike[str]) -> np.ndarray:
         or a path to ``.npy``, ``.npz`` (array ``X`` or the only array), ``.csv``
         (numbers separated by commas, one sample per line, optional header line) or
         ``.safetensors`` (tensor ``X`` or the only tensor).
+    mmap : bool, default=False
+        For a ``.npy`` file of floats: return a read-only :class:`numpy.memmap` in the
+        file's dtype (float32 stays float32) instead of loading it, for data larger
+        than memory. The same checks run (shape, dtype, and NaN/infinity in chunks of
+        rows). Other formats, toys and integer ``.npy`` files are loaded as usual.
 
     Returns
     -------
-    X : ndarray of shape (N, d), float64
+    X : ndarray of shape (N, d)
+        float64, or with ``mmap=True`` a read-only memory map of a float ``.npy`` file.
 
     Raises
     ------
     FileNotFoundError
         If the file does not exist.
     ValueError
-        For an unknown toy or extension, an unreadable file, an array that is not 2-D
-        and non-empty, or NaN/infinite entries. The one-line message names the source.
+        For a ``spec`` that is not a string or path, an unknown toy or extension, an
+        unreadable file (empty, truncated, corrupt), an array that is not 2-D and
+        non-empty, or NaN/infinite entries. The one-line message names the source.
     """
+    if isinstance(spec, bool) or not isinstance(spec, (str, os.PathLike)):
+        raise ValueError(
+            "The 'spec' parameter must be a path (str or os.PathLike) or 'toy:NAME'. "
+            f"Got {type(spec).__name__} {spec!r}."
+        )
+    if not isinstance(mmap, bool):
+        raise ValueError(f"The 'mmap' parameter must be True or False. Got {mmap!r}.")
     text = os.fspath(spec)
-    if isinstance(text, str) and text.startswith("toy:"):
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if text.startswith("toy:"):
         return np.array(load_toy(text[4:]).X)
     path = Path(text)
     if not path.exists():
         raise FileNotFoundError(f"Data file '{path}' does not exist.")
     if path.is_dir():
         raise _bad(path, f"it is a directory; expected a file ({', '.join(DATA_SUFFIXES)})")
-    arr = np.asarray(_read_file(path))
+    arr = _read_file(path, mmap=mmap)
+    if not isinstance(arr, np.memmap):
+        arr = np.asarray(arr)
     if arr.dtype.kind not in "biuf":
         raise _bad(path, f"expected numbers; found dtype {arr.dtype}")
     if arr.ndim != 2 or 0 in arr.shape:
         raise _bad(path, f"expected a non-empty 2-D array (N, d); found shape {arr.shape}")
-    arr = arr.astype(np.float64)
+    if isinstance(arr, np.memmap) and arr.dtype.kind == "f":
+        _check_finite_chunks(arr, path)
+        return arr
+    try:
+        arr = np.asarray(arr, dtype=np.float64)
+    except OverflowError as exc:
+        raise _bad(path, f"values too large for float64 ({exc})") from exc
     if not np.all(np.isfinite(arr)):
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise _bad(path, f"found {bad} NaN or infinite entries")

@@ -36,6 +36,9 @@ from ._validation import check_int, check_matrix, check_positive
 from .sae import SAE
 
 ACTIVE_RTOL = 1e-9
+# A sample violates latent k's code condition when its per-sample residual (see
+# Stationarity.code_violation) exceeds CODE_RTOL * lam.
+CODE_RTOL = 1e-3
 
 
 def _unit_rows(A: np.ndarray) -> np.ndarray:
@@ -87,12 +90,17 @@ class Stationarity:
         the code condition (zero at a minimum inside a piece; not on a piece's boundary).
     bias_residual : float
         ``||sum_n r_n|| / N``.
+    code_violation_fraction : ndarray of shape (K,) or None
+        Fraction of the ``N`` samples whose per-sample code residual (as in
+        ``code_violation``) exceeds ``CODE_RTOL * lam``: how often the code condition
+        fails, not only by how much (nan for an all-zero decoder row).
     """
 
     code_violation: np.ndarray
     atom_residual: np.ndarray
     encoder_gradient: np.ndarray
     bias_residual: float
+    code_violation_fraction: np.ndarray | None = None
 
     @property
     def max_code_violation(self) -> float:
@@ -130,6 +138,7 @@ def stationarity(sae: SAE, X: np.ndarray, lam: float) -> Stationarity:
     proj = R @ dhat.T  # (N, K)
     per_sample = np.where(active, np.abs(proj - lam), np.maximum(proj - lam, 0.0))
     code = np.where(has_dir, per_sample.max(axis=0, initial=0.0), np.nan)
+    fails = np.where(has_dir, (per_sample > CODE_RTOL * lam).mean(axis=0), np.nan)
     zsum = z.sum(axis=0)
     atom_vec = z.T @ R - lam * zsum[:, None] * dhat
     atom = np.linalg.norm(atom_vec, axis=1) / np.where(zsum > 0, lam * zsum, 1.0)
@@ -137,7 +146,7 @@ def stationarity(sae: SAE, X: np.ndarray, lam: float) -> Stationarity:
     Xt = np.hstack([X, np.ones((n, 1))])
     enc = np.linalg.norm((active * (lam - proj)).T @ Xt, axis=1) / n
     bias = float(np.linalg.norm(R.sum(axis=0))) / n
-    return Stationarity(code, atom, enc, bias)
+    return Stationarity(code, atom, enc, bias, fails)
 
 
 # --------------------------------------------------------------------------- ground truth

@@ -29,7 +29,8 @@ steps (:func:`convexdict.polish`); the reported upper bound is always
 :func:`convexdict.sae_loss` of the returned SAE, recomputed from its weights.
 
 **Result.** ``certified`` only when the smallest lower bound over all pruned and open nodes
-meets the upper bound within ``tol * max(1, |upper|)``; otherwise both bounds and the gap are
+meets the upper bound within the relative tolerance (:func:`~convexdict.within_tol`);
+otherwise both bounds and the gap are
 returned with the reason (node or time budget).
 """
 
@@ -59,6 +60,7 @@ from .pattern_tree import (
     expand_patterns,
 )
 from .sae import SAE, sae_loss
+from .tolerance import within_tol
 
 
 def branch_and_bound(
@@ -126,7 +128,8 @@ def branch_and_bound(
         best.offer(sae)
 
     def threshold() -> float:
-        return best.loss - tol * max(1.0, abs(best.loss))
+        # A node whose bound is within tol of the incumbent closes (within_tol's rule).
+        return best.loss - tol * best.loss
 
     counter = itertools.count()
     heap: list[tuple[float, int, Node]] = []
@@ -273,7 +276,7 @@ def fixed_width_result(
     )
     upper = best.loss
     gap = upper - lower
-    ok = bool(gap <= tol * max(1.0, abs(upper)))
+    ok = within_tol(upper, lower, tol)
     done = (
         f"{stats.nodes_evaluated:,} relaxations over {stats.n_patterns} activation patterns, "
         f"{stats.spatial_splits:,} cone splits"
@@ -291,23 +294,3 @@ def fixed_width_result(
             "tolerance (relaxations solved only approximately)"
         )
     return best.sae, lower, upper, gap, ok, message, search_summary(stats)
-
-
-def certify_width(X: np.ndarray, lam: float, width: int, **kwargs: Any):
-    """``certify(X, lam, width=width, **kwargs)``: the certified optimum at a fixed width.
-
-    Below ``K*`` this runs the branch and bound of this module; see
-    :func:`convexdict.certify` for the options (``tol``, ``time_limit``, ``max_nodes``,
-    ``starts``, ``progress``, ...).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.2]])
-    >>> cert = certify_width(X, 0.05, 1)
-    >>> cert.sae.width, cert.lower_bound <= cert.upper_bound
-    (1, True)
-    """
-    from .certify import certify
-
-    return certify(X, lam, width=width, **kwargs)

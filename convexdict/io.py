@@ -5,8 +5,9 @@ Every reader returns a :class:`~convexdict.sae.SAE` in the canonical form
 library's conventions into the weights:
 
 - ``"saelens"``: ``cfg.json`` + ``sae_weights.safetensors``; folds
-  ``apply_b_dec_to_input``, ``finetuning_scaling_factor`` and (given the constant)
-  ``normalize_activations: "expected_average_only_in"``.
+  ``apply_b_dec_to_input`` (required in ``cfg.json``), ``finetuning_scaling_factor`` and
+  (given the constant) ``normalize_activations: "expected_average_only_in"``. Keys with a
+  documented default are listed in :data:`SAELENS_DEFAULTS` (see :func:`load_sae`).
 - ``"dictionary_learning"``: ``ae.pt``, a ``state_dict``; folds the encoder input
   ``x - bias``.
 - ``"sparsify"``: ``cfg.json`` + ``sae.safetensors``; folds the encoder input ``x - b_dec``.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -32,10 +32,23 @@ from typing import Any
 
 import numpy as np
 
+from solvers.atomic import atomic_write
+
 from ._validation import check_choice, check_int, check_matrix, check_positive
 from .sae import SAE, LossTerms
 
 SAELENS_CFG = "cfg.json"
+# cfg.json keys that change the loaded function and have no safe default: missing is an error.
+SAELENS_REQUIRED = {
+    "apply_b_dec_to_input": "whether b_dec is subtracted from the input changes every code",
+}
+# cfg.json keys with a documented default (SAELens' own, used for configs written before the
+# key existed); each default that is used is reported in the load notes.
+SAELENS_DEFAULTS = {
+    "architecture": ("standard", "SAELens' default; configs before 3.x were all standard"),
+    "activation_fn_str": ("relu", "SAELens' default activation of the standard architecture"),
+    "normalize_activations": ("none", "SAELens' default; older configs did not normalise"),
+}
 SAELENS_WEIGHTS = "sae_weights.safetensors"
 SPARSIFY_CFG = "cfg.json"
 SPARSIFY_WEIGHTS = "sae.safetensors"
@@ -152,6 +165,17 @@ def _load_saelens(path: Path, norm_scaling_factor: float | None) -> tuple[SAE, d
         )
     cfg = _read_json(cfg_path)
     tensors = _read_safetensors(path / SAELENS_WEIGHTS)
+    missing = [key for key in SAELENS_REQUIRED if key not in cfg]
+    if missing:
+        raise _fail(
+            cfg_path,
+            f"the key(s) {missing} (no safe default: {SAELENS_REQUIRED[missing[0]]})",
+            f"keys {sorted(cfg)}",
+        )
+    notes: list[str] = []
+    for key, (default, why) in SAELENS_DEFAULTS.items():
+        if key not in cfg and not (key == "activation_fn_str" and "activation_fn" in cfg):
+            notes.append(f"cfg.json has no '{key}': assumed {default!r} ({why})")
     architecture = cfg.get("architecture", "standard")
     if architecture not in ("standard", "topk"):
         raise _fail(
@@ -172,13 +196,15 @@ def _load_saelens(path: Path, norm_scaling_factor: float | None) -> tuple[SAE, d
     b_enc = _take(tensors, "b_enc", (K,), wpath)
     W_dec = _take(tensors, "W_dec", (K, d), wpath)
     b_dec = _take(tensors, "b_dec", (d,), wpath)
-    notes: list[str] = [f"cfg dtype {cfg.get('dtype', 'unknown')!r}, converted to float64"]
+    notes.append(f"cfg dtype {cfg.get('dtype', 'unknown')!r}, converted to float64")
 
     for key in ("finetuning_scaling_factor", "scaling_factor"):
         if key in tensors:  # decode() multiplies codes by it: fold it into the decoder rows
             W_dec = W_dec * _take(tensors, key, (K,), wpath)[:, None]
             notes.append(f"folded '{key}' into W_dec")
-    apply_b_dec = cfg.get("apply_b_dec_to_input", True)  # SAELens' default when absent
+    apply_b_dec = cfg["apply_b_dec_to_input"]
+    if not isinstance(apply_b_dec, bool):
+        raise _fail(cfg_path, "apply_b_dec_to_input true or false", f"{apply_b_dec!r}")
     if apply_b_dec:
         b_enc = b_enc - b_dec @ W_enc
         notes.append("folded apply_b_dec_to_input into b_enc (b_enc - b_dec @ W_enc)")
@@ -232,7 +258,10 @@ def _load_dictionary_learning(path: Path) -> tuple[SAE, dict[str, Any]]:
         if "Weights only load failed" in text:
             found = "a pickled object that torch.load(weights_only=True) refuses to load"
         else:
-            found = f"unreadable content ({type(exc).__name__}: {text.splitlines()[0][:200]})"
+            first = (text.strip().splitlines() or [""])[0][:200]
+            found = f"unreadable content ({type(exc).__name__}{': ' + first if first else ''})"
+            if isinstance(exc, EOFError) or (path.is_file() and path.stat().st_size == 0):
+                found = "an empty or truncated file"
         raise _fail(
             path, "a tensor state dict saved with torch.save(ae.state_dict(), path)", found
         ) from exc
@@ -376,16 +405,33 @@ def load_sae(
         ``'activation'`` (``'relu'``, ``'topk'`` or sparsify's ``'groupmax'``), ``'k'``
         (int or None), ``'certifiable'`` (True only for ReLU SAEs: the convex program
         certifies the L1 objective, not TopK) and ``'notes'`` (list of str: every
-        convention that was folded or ignored).
+        convention that was folded or ignored, and every default that was assumed).
 
     Raises
     ------
     FileNotFoundError
         If ``path`` (or a file the format needs) does not exist.
     ValueError
-        If the files are unreadable, lack a tensor, have inconsistent shapes, hold NaN or
+        If ``path`` is not a path; if the files are empty, truncated or unreadable, lack
+        a tensor or a required config key, have inconsistent shapes, hold NaN or
         infinity, or describe an architecture that is not a (Top-K) ReLU SAE. The message
         names the path, what was expected and what was found.
+
+    Notes
+    -----
+    SAELens ``cfg.json`` keys. ``apply_b_dec_to_input`` is required: it decides whether
+    ``b_dec`` is subtracted from the input, which changes every code, so a config without
+    it is refused rather than guessed. Keys with a documented default (SAELens' own
+    default, which configs written before the key existed relied on):
+
+    - ``architecture``: ``"standard"`` (the ReLU SAE);
+    - ``activation_fn_str`` (or the older ``activation_fn``): ``"relu"``;
+    - ``normalize_activations``: ``"none"``;
+    - ``d_in``, ``d_sae``: taken from the shape of ``W_enc`` (checked when present);
+    - ``dtype``: informational only (weights are converted to float64);
+    - ``k`` of a TopK SAE: ``None`` (unknown) when absent.
+
+    Each default that is used is recorded in ``info["notes"]``; the CLI prints the notes.
 
     Examples
     --------
@@ -393,6 +439,11 @@ def load_sae(
     >>> info["certifiable"]  # doctest: +SKIP
     True
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(
+            "The 'path' parameter must be a path (str or os.PathLike) to an SAE file or "
+            f"directory. Got {type(path).__name__} {path!r}."
+        )
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"SAE path '{p}' does not exist.")
@@ -404,22 +455,33 @@ def load_sae(
     return (sae, info) if return_info else sae
 
 
+def format_load_notes(info: Mapping[str, Any]) -> list[str]:
+    """One line per load note of ``load_sae(..., return_info=True)``, for printing.
+
+    The first line names the format and activation (and says when the SAE is not
+    certifiable); each further line is one note (a folded convention or an assumed
+    default).
+    """
+    head = f"loaded {info.get('format')} SAE ({info.get('activation')}"
+    head += f", k={info['k']})" if info.get("k") is not None else ")"
+    if not info.get("certifiable", True):
+        head += ": not certifiable, loaded as the ReLU SAE of its pre-activation codes"
+    return [head, *(f"  note: {note}" for note in info.get("notes", []))]
+
+
 # --------------------------------------------------------------------------- writers
 
 
 def _atomic_write(target: Path, write: Callable[[Any], None]) -> None:
-    """Write through ``write(file_object)`` to a temporary file, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    """Write through ``write(file_object)`` with :func:`solvers.atomic.atomic_write`."""
+
+    def to_file(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(target, to_file)
 
 
 def saelens_config(sae: SAE, dtype: str = "float64") -> dict[str, Any]:

@@ -44,6 +44,8 @@ from .sae import SAE, sae_loss
 # Decoder rows this much smaller than the largest (unit-scale) row are set to exactly zero:
 # rescaling such a row to unit norm would blow its encoder weights down to rounding level.
 ZERO_ROW_RTOL = 1e-9
+# polish() streams the data (convexdict.blocks) above this many activations N * K.
+STREAMED_ENTRIES = 200_000
 
 
 class PieceSolveError(RuntimeError):
@@ -238,8 +240,8 @@ def partial_minimum_test(
     X : ndarray of shape (N, d)
     lam : float
     tol : float
-        A block *improves* when it lowers the loss by more than ``tol * max(1, |L|)`` (the
-        scale :class:`~convexdict.Certificate` uses for its gap).
+        A block *improves* when it lowers the loss by more than ``tol * L`` (the relative rule
+        of :func:`~convexdict.within_tol`).
 
     Returns
     -------
@@ -248,7 +250,7 @@ def partial_minimum_test(
     """
     tol = check_positive("tol", tol)
     dec, enc = block_improvements(sae, X, lam, solver=solver)
-    scale = tol * max(1.0, abs(sae_loss(sae, X, lam)))
+    scale = tol * sae_loss(sae, X, lam)
     return dec > scale, enc > scale
 
 
@@ -260,12 +262,20 @@ def polish(
     max_iter: int = 50,
     tol: float = 1e-9,
     solver: str = "clarabel",
+    streamed: bool | None = None,
+    **options,
 ) -> SAE:
     """Alternate the decoder and encoder blocks until a partial minimum (block coordinate descent).
 
+    Beyond toy sizes (more than ``STREAMED_ENTRIES`` activations ``N K``, or ``X`` a
+    memory-mapped ``.npy`` or a path to one), or with ``streamed=True``, the blocks run on
+    data streamed in chunks on a torch device
+    (:func:`convexdict.blocks.polish_at_scale`, ``max_iter`` rounds; ``**options`` are
+    its ``device``, ``dtype``, ``batch_size``, ``encoder_iters``, ...).
+
     Each round re-reads the pattern from the current weights, takes the decoder step and
     then the encoder step; it stops when a round lowers the loss by at most
-    ``tol * max(1, |L|)`` or after ``max_iter`` rounds. The loss never increases (each step
+    ``tol * L`` or after ``max_iter`` rounds. The loss never increases (each step
     is kept only if its recomputed loss is lower).
 
     Parameters
@@ -292,6 +302,17 @@ def polish(
     >>> bool(sae_loss(polish(sae, X, 0.1), X, 0.1) <= sae_loss(sae, X, 0.1))
     True
     """
+    if streamed is None:
+        streamed = not isinstance(X, np.ndarray) or isinstance(X, np.memmap) or (
+            X.ndim == 2 and X.shape[0] * getattr(sae, "width", 0) > STREAMED_ENTRIES)
+    if streamed:
+        from .blocks import polish_at_scale
+
+        return polish_at_scale(sae, X, lam, rounds=max_iter, tol=max(tol, 1e-12),
+                               **options).sae
+    if options:
+        raise ValueError(f"Unexpected keyword arguments {sorted(options)}: they apply only to "
+                         "the streamed path (streamed=True).")
     X, lam = _check(sae, X, lam, solver)
     max_iter = check_int("max_iter", max_iter, minimum=1)
     tol = check_positive("tol", tol)
@@ -300,6 +321,6 @@ def polish(
         loss = sae_loss(current, X, lam)
         current, dec = decoder_step(current, X, lam, solver=solver)
         current, enc = encoder_step(current, X, lam, solver=solver)
-        if dec + enc <= tol * max(1.0, abs(loss)):
+        if dec + enc <= tol * loss:
             break
     return current

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import check_int, check_positive
+from .tolerance import relative_gap
 
 try:
     import tomllib
@@ -356,7 +357,7 @@ def _evaluate(cell: Cell, X: np.ndarray, cert: Any, trained: dict[str, Any]) -> 
     else:
         row.update(lower_bound=cert.joint_bound, bound="joint", verdict="not_certifiable")
     row["gap"] = row["loss"] - row["lower_bound"]
-    row["relative_gap"] = row["gap"] / max(1.0, abs(row["loss"]))
+    row["relative_gap"] = relative_gap(row["loss"], row["loss"] - row["gap"])
     row["time_compare"] = time.perf_counter() - start
     history = {k: np.asarray(v).tolist() for k, v in result.history.items()}
     return {"row": row, "comparison": comparison, "history": history}

@@ -70,6 +70,7 @@ def column_generation(
     per_round: int = 25,
     n_parts: int = 1,
     callback: Callable[[CGRound], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> CGResult:
     """Run column generation for (P).
 
@@ -90,6 +91,8 @@ def column_generation(
         Column groups of ``T``; CVXPY solver name; relative pricing tolerance; round
         limit; atoms added per round; number of parts for partial pricing (1: always
         full); called after each round.
+    stop : callable ``() -> bool``, optional
+        Checked after each round; True ends the loop (e.g. a time budget), unconverged.
 
     Atoms whose group is zero in the master solution are dropped from the active set
     (they can be priced back in later), which keeps the master small.
@@ -133,6 +136,8 @@ def column_generation(
             callback(info)
         if full and priced.max_value <= lam * (1 + tol):
             converged = True
+            break
+        if stop is not None and stop():
             break
         violated = priced.hyperplanes[priced.values > lam * (1 + tol)]
         U_new, E_new = atoms_fn(violated)

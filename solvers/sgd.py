@@ -76,7 +76,7 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
+import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -90,6 +90,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from .anchoring import Anchors, check_anchors
+from .atomic import atomic_write
 from .torch_sae import ACTIVATIONS, TorchSAE, _Objective
 
 DECAYS = ("cosine", "linear", "constant")
@@ -411,22 +412,76 @@ def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
 
 
 def _save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int) -> Path:
-    """Atomic write (temporary file, fsync, ``os.replace``), then prune old checkpoints."""
+    """Atomic write (:func:`solvers.atomic.atomic_write`, fsynced), then prune old ones."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"ckpt_{step:08d}.pt"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt_", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
             torch.save(state, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     for _, old in _checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
     return path
+
+
+_STATE_KEYS = frozenset({"config", "data_shape", "step", "elapsed", "model", "optimizer",
+                         "scheduler", "generator", "sampler", "idle", "history"})
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's state; ``ValueError`` naming the file when it is unreadable."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated: RuntimeError/EOFError/OSError; pickle errors, ...
+        lines = str(exc).strip().splitlines()
+        why = f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
+        raise ValueError(f"checkpoint {path} is unreadable ({why})") from exc
+    if not isinstance(state, dict) or not _STATE_KEYS <= set(state):
+        raise ValueError(f"checkpoint {path} is not a solvers.sgd checkpoint")
+    return state
+
+
+def _say(message: str, rank: int) -> None:
+    if rank == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _resume_state(directory: Path, rank: int) -> dict[str, Any] | None:
+    """The newest readable checkpoint in ``directory`` (``None`` if there is none).
+
+    Unreadable checkpoints (a kill during a copy, a full disk) are skipped, newest first,
+    and renamed to ``<name>.unreadable`` so that pruning never keeps them instead of
+    good ones. Prints one line saying which step resumed (or that none exists); raises
+    ``ValueError`` when checkpoints exist but none is readable.
+    """
+    found = _checkpoints(directory)
+    if not found:
+        _say(f"resume: no checkpoint in {directory}; starting from step 0", rank)
+        return None
+    skipped: list[str] = []
+    for step, path in reversed(found):
+        try:
+            state = _read_checkpoint(path)
+        except ValueError as exc:
+            skipped.append(str(exc))
+            continue
+        if rank == 0:
+            for _, bad in found:
+                if bad.name in " ".join(skipped):
+                    bad.replace(bad.with_name(bad.name + ".unreadable"))
+        note = f" (skipped {len(skipped)} unreadable newer checkpoint(s): " \
+            f"{'; '.join(skipped)})" if skipped else ""
+        _say(f"resume: resumed from step {int(state['step'])} ({path.name}){note}", rank)
+        state["_path"] = path
+        return state
+    raise ValueError(
+        f"The 'checkpoint_dir' {str(directory)!r} holds {len(found)} checkpoint(s) but none is "
+        f"readable ({'; '.join(skipped)}). Delete them or use another 'checkpoint_dir'."
+    )
 
 
 def _progress(enabled: bool, total: int) -> AbstractContextManager[Any]:
@@ -633,14 +688,14 @@ def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
     step, elapsed = 0, 0.0
     ckdir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
 
-    if resume and ckdir is not None and (found := _checkpoints(ckdir)):
-        state = torch.load(found[-1][1], map_location="cpu", weights_only=True)
-        mine = identity
+    state = _resume_state(ckdir, rank) if resume and ckdir is not None else None
+    if state is not None:
+        mine, source = identity, state["_path"]
         if state["config"] != mine or tuple(state["data_shape"]) != (data.n, data.d):
             diff = sorted(f for f in set(mine) | set(state["config"])
                           if state["config"].get(f) != mine.get(f))
             raise ValueError(
-                f"The checkpoint {found[-1][1]} comes from a different run (differing "
+                f"The checkpoint {source} comes from a different run (differing "
                 f"settings: {diff or 'data shape'}). Use another 'checkpoint_dir' or "
                 "resume=False."
             )

@@ -83,6 +83,7 @@ def column_generation_torch(
     per_round: int = 50,
     callback: Callable[[CGRound], None] | None = None,
     settings: ProximalSettings | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> CGResult:
     """Run column generation for (P) on a torch device.
 
@@ -107,6 +108,8 @@ def column_generation_torch(
         Called with each :class:`CGRound`.
     settings : ProximalSettings, optional
         Master solver settings (default: ``tol = 1e-11`` in float64, ``1e-6`` in float32).
+    stop : callable ``() -> bool``, optional
+        Checked after each round; True ends the loop (e.g. a time budget), unconverged.
 
     Returns
     -------
@@ -161,6 +164,8 @@ def column_generation_torch(
             callback(info)
         if priced.max_value <= lam * (1 + tol):
             converged = True
+            break
+        if stop is not None and stop():
             break
         # Drop atoms that carry no weight (except the ones added last round).
         if len(E):

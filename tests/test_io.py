@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from convexdict.io import (
     dictionary_learning_to_canonical,
+    format_load_notes,
     load_sae,
     saelens_config,
     saelens_to_canonical,
@@ -59,12 +60,17 @@ def raw_tensors(seed: int = 2, d: int = D, k: int = K) -> dict[str, torch.Tensor
 
 def write_saelens(path, tensors, **cfg_fields) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    cfg = {"architecture": "standard", "d_in": D, "d_sae": K, "dtype": "float32"}
+    cfg = {"architecture": "standard", "d_in": D, "d_sae": K, "dtype": "float32",
+           "apply_b_dec_to_input": True}
     cfg.update(cfg_fields)
+    cfg = {key: value for key, value in cfg.items() if value is not MISSING}
     save_file(
         {k: v.contiguous() for k, v in tensors.items()}, str(path / "sae_weights.safetensors")
     )
     (path / "cfg.json").write_text(json.dumps(cfg))
+
+
+MISSING = object()  # write_saelens(..., key=MISSING) leaves the key out of cfg.json
 
 
 def saelens_forward(t: dict[str, torch.Tensor], x: torch.Tensor, apply_b_dec: bool):
@@ -133,18 +139,38 @@ def test_save_overwrites_and_rejects_file_target(tmp_path):
 # --------------------------------------------------------------------------- SAELens
 
 
-@pytest.mark.parametrize("apply_b_dec", [True, False, None])
+@pytest.mark.parametrize("apply_b_dec", [True, False])
 def test_saelens_b_dec_folding_matches_forward(tmp_path, X, apply_b_dec):
     t = raw_tensors()
-    fields = {} if apply_b_dec is None else {"apply_b_dec_to_input": apply_b_dec}
-    write_saelens(tmp_path / "s", t, **fields)
+    write_saelens(tmp_path / "s", t, apply_b_dec_to_input=apply_b_dec)
     sae, info = load_sae(tmp_path / "s", return_info=True)
-    feats, out = saelens_forward(t, torch.from_numpy(X), apply_b_dec in (True, None))
+    feats, out = saelens_forward(t, torch.from_numpy(X), apply_b_dec)
     np.testing.assert_allclose(sae.encode(X), feats.numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(sae.reconstruct(X), out.numpy(), rtol=1e-12, atol=1e-12)
     assert info["format"] == "saelens" and info["certifiable"]
-    if apply_b_dec is not False:  # SAELens' default when the key is absent is True
+    if apply_b_dec:
         assert any("apply_b_dec_to_input" in note for note in info["notes"])
+
+
+def test_saelens_missing_apply_b_dec_is_an_error_not_a_guess(tmp_path):
+    """Issue 12: a missing key that changes the loss is refused, never assumed."""
+    write_saelens(tmp_path / "s", raw_tensors(), apply_b_dec_to_input=MISSING)
+    with pytest.raises(ValueError, match="apply_b_dec_to_input") as err:
+        load_sae(tmp_path / "s")
+    assert "cfg.json" in str(err.value) and "\n" not in str(err.value)
+    write_saelens(tmp_path / "t", raw_tensors(), apply_b_dec_to_input="yes")
+    with pytest.raises(ValueError, match="apply_b_dec_to_input"):
+        load_sae(tmp_path / "t")
+
+
+def test_saelens_documented_defaults_are_reported_in_the_notes(tmp_path):
+    write_saelens(tmp_path / "s", raw_tensors(), architecture=MISSING)
+    _, info = load_sae(tmp_path / "s", return_info=True)
+    for key in ("architecture", "activation_fn_str", "normalize_activations"):
+        assert any(f"no '{key}'" in note for note in info["notes"]), info["notes"]
+    lines = format_load_notes(info)
+    assert lines[0].startswith("loaded saelens SAE (relu)")
+    assert any("normalize_activations" in line for line in lines[1:])
 
 
 @pytest.mark.parametrize("legacy_bool", [False, True])
@@ -337,6 +363,46 @@ def test_corrupt_files_raise_value_error(tmp_path):
     (tmp_path / "c" / "cfg.json").write_text("{not json")
     with pytest.raises(ValueError, match="JSON"):
         load_sae(tmp_path / "c")
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04", b"\x80\x02"])
+def test_empty_or_truncated_ae_pt_is_a_value_error(tmp_path, content):
+    """Issue 12: an empty ae.pt raised an IndexError while the message was being built."""
+    (tmp_path / "ae.pt").write_bytes(content)
+    for target in (tmp_path / "ae.pt", tmp_path):
+        with pytest.raises(ValueError, match=r"ae\.pt") as err:
+            load_sae(target)
+        assert "\n" not in str(err.value)
+
+
+def test_cli_empty_ae_pt_is_one_line_exit_2(tmp_path, capsys):
+    from convexdict.cli import main
+
+    (tmp_path / "ae.pt").write_bytes(b"")
+    code = main(["compare", str(tmp_path / "ae.pt"), "toy:superposition_2d", "--lam", "0.3"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "ae.pt" in err
+
+
+@pytest.mark.parametrize("bad", [123, None, 1.5])
+def test_load_sae_non_path_names_the_argument(bad):
+    with pytest.raises(ValueError, match="'path'"):
+        load_sae(bad)
+
+
+@pytest.mark.parametrize("name", ["s", "w.npz"])
+def test_saved_files_get_umask_permissions_and_no_temporaries(tmp_path, name):
+    """Issue 12: atomic writes went through mkstemp and left mode 0600."""
+    old = os.umask(0o022)
+    try:
+        save_sae(random_sae(), tmp_path / name)
+    finally:
+        os.umask(old)
+    files = [tmp_path / name] if name.endswith(".npz") else list((tmp_path / name).iterdir())
+    assert files and not [f for f in files if f.name.endswith(".tmp")]
+    for f in files:
+        assert f.stat().st_mode & 0o777 == 0o666 & ~0o022, f
 
 
 def test_npz_missing_key_wrong_shape_and_nan(tmp_path):

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("certify", "train", "compare", "demo", "sweep", "census")
+COMMANDS = ("certify", "train", "compare", "polish", "demo", "sweep", "census", "verify")
 
 
 def field_table(title: str, rows: list[tuple[str, str]]):
@@ -31,6 +31,10 @@ class CLIError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:  # every --help shows the defaults
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own convention)
         self.exit(2, f"convexdict: error: {message}\n")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import CLIError, field_table
 from .certify import say, write_json_atomic
+from .paths import check_output_file
 from .compare import VERDICT_STYLE
 
 
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     check_int("batch_size", args.batch_size, minimum=1)
     if args.time_limit <= 0:
         raise CLIError(f"--time-limit must be a positive number of seconds. Got {args.time_limit}.")
+    check_output_file(args.json, "--json")
     X = load_data(args.data)
     cert = certify(X, lam, width=width, tol=tol, progress=True, time_limit=args.time_limit)
     result = census(X, lam, width, n_starts=starts, steps=steps, lr=lr, seed=args.seed,

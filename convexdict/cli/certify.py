@@ -11,37 +11,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import CLIError, field_table
+from .paths import check_output_file
 
 
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
-    """Write ``payload`` as strict JSON to ``path`` through a temporary file and ``os.replace``.
+    """Write ``payload`` as strict JSON to ``path`` (:func:`solvers.atomic.atomic_write`).
 
     Arrays, numpy scalars and non-finite floats are converted first
     (:func:`convexdict.compare.jsonable`). Parent directories are created.
     """
+    from solvers.atomic import atomic_write_text
+
     from ..compare import jsonable
 
-    target = Path(path)
-    if target.is_dir():
-        raise CLIError(f"--json {str(path)!r} is a directory; expected a file path.")
+    target = check_output_file(path, "--json")
     target.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(jsonable(payload), indent=2, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write_text(target, text + "\n")
 
 
 def say(console: Any, text: str) -> None:
@@ -62,12 +52,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--lam", type=float, required=True, help="L1 penalty weight (> 0)")
     p.add_argument("--width", type=int, default=None,
                    help="requested width K (default: K*, the optimum's own width)")
-    p.add_argument("--solver", choices=("clarabel", "scs"), default="clarabel")
-    p.add_argument("--method", choices=("auto", "colgen", "direct"), default="auto")
-    p.add_argument("--tol", type=float, default=1e-6, help="relative gap tolerance")
+    p.add_argument("--solver", choices=("clarabel", "scs"), default="clarabel",
+                   help="CVXPY solver for the group lasso")
+    p.add_argument("--method", choices=("auto", "colgen", "direct"), default="auto",
+                   help="column generation with exact pricing, or one solve over all of E0")
+    p.add_argument("--tol", type=float, default=1e-6,
+                   help="relative gap tolerance: certified when upper - lower <= tol * upper")
     p.add_argument("--time-limit", type=float, default=60.0,
-                   help="seconds for the fixed-width branch and bound when --width < K* "
-                        "(default 60)")
+                   help="seconds for the whole certification (column generation and, when "
+                        "--width < K*, the branch and bound); on expiry valid bounds are "
+                        "returned, not certified")
     p.add_argument("--max-nodes", type=int, default=2_000_000,
                    help="relaxations the fixed-width branch and bound may solve")
     p.add_argument("--json", metavar="PATH", default=None, help="write the certificate here")
@@ -80,21 +74,24 @@ def certificate_table(cert: Any, title: str = "certificate") -> Any:
     rows = [
         ("N, d, rank", f"{cert.n_samples}, {cert.d}, {cert.rank}"),
         ("lam", f"{cert.lam:.6g}"),
-        ("lower bound", f"{cert.lower_bound:.12g}"),
-        ("upper bound", f"{cert.upper_bound:.12g}"),
-        ("gap (relative)", f"{cert.gap:.3g} ({cert.relative_gap:.3g})"),
-        ("certified", f"{verdict} (tol {cert.tol:g})"),
-        ("K* (width needed)", str(cert.width_needed)),
-        ("joint bound", f"{cert.joint_bound:.12g}"),
-        ("candidate atoms", f"{cert.n_atoms:,} ({cert.n_active_atoms:,} active)"),
+        ("lam_max, lam / lam_max", _lam_cell(cert)),
+        ("lower bound (verified dual)", f"{cert.lower_bound:.12g}"),
+        ("upper bound (explicit model)", f"{cert.upper_bound:.12g}"),
+        ("gap, absolute", f"{cert.gap:.3g}"),
+        ("gap / upper bound (relative)", f"{cert.relative_gap:.3g}"),
+        ("certified", f"{verdict} (relative tol {cert.tol:g})"),
+        ("K* (latents of the optimum)", str(cert.width_needed)),
+        ("joint bound (any d, weaker)", f"{cert.joint_bound:.12g}"),
+        ("candidate atoms 2 C(N, r)", f"{cert.n_atoms:,}"),
+        ("atoms in the final master", f"{cert.n_active_atoms:,}"),
         ("method / solver", f"{cert.method} / {cert.solver}"),
         ("time (master, pricing, verify)",
          f"{cert.time_total:.2f} s ({cert.time_master:.2f}, {cert.time_pricing:.2f}, "
          f"{cert.time_verify:.2f})"),
     ]
-    if cert.search is not None:
+    if cert.fixed_width:
         s = cert.search
-        rows.insert(7, ("width (fixed)", str(cert.width)))
+        rows.insert(9, ("width (fixed)", str(cert.width)))
         rows.append(("branch and bound",
                      f"{s.get('nodes_evaluated', 0):,} relaxations, "
                      f"{s.get('n_patterns', 0):,} patterns, {s.get('spatial_splits', 0):,} "
@@ -103,6 +100,15 @@ def certificate_table(cert: Any, title: str = "certificate") -> Any:
                      + (f" ({s['budget_exhausted']} budget ran out)"
                         if s.get("budget_exhausted") else "")))
     return field_table(title, rows)
+
+
+def _lam_cell(cert: Any) -> str:
+    if cert.lam_max != cert.lam_max:  # nan: too large to price once more
+        return "not priced (see lam_max_bound)"
+    text = f"{cert.lam_max:.6g}, {cert.lam_ratio:.4g}"
+    if cert.lam >= cert.lam_max:
+        text += " (>= 1: the optimum is the mean alone, K* = 0)"
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--time-limit must be a positive number of seconds. Got {args.time_limit}.")
     if args.max_nodes < 1:
         raise CLIError(f"--max-nodes must be a positive integer. Got {args.max_nodes}.")
+    check_output_file(args.json, "--json")
     X = load_data(args.data)
     cert = certify(X, lam, width=args.width, solver=args.solver, tol=tol, method=args.method,
                    progress=True, time_limit=args.time_limit, max_nodes=args.max_nodes)

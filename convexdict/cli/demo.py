@@ -180,8 +180,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo (``--quick``: reduced) into ``--out``."""
     from rich.console import Console
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {args.out!r} exists and is not a directory.")
+    from .paths import check_output_dir
+
+    out = check_output_dir(args.out, "--out")
     run_demo(out, QUICK if args.quick else FULL, Console())
     return 0

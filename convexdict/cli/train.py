@@ -1,30 +1,30 @@
 """``convexdict train DATA --lam L --width K --out DIR``: train an SAE with Adam.
 
-DATA is a ``.npy`` file (memory-mapped, never loaded whole), or anything
-``convexdict.datasets.load_data`` understands when that module exists (``toy:NAME``,
-...); without it, ``.npz`` (array ``X`` or the first array) and ``.csv`` are read.
+DATA is anything :func:`convexdict.datasets.load_data` reads (``.npy``, ``.npz``,
+``.csv``, ``.safetensors``, ``toy:NAME``), with the same checks; a float ``.npy`` file is
+memory-mapped (``load_data(..., mmap=True)``), never loaded whole.
 
-DIR receives the SAE (``sae.save``: SAELens layout; ``sae.npz`` when
-``convexdict.io`` is absent), ``history.npz``, ``threshold.npy`` for JumpReLU /
-BatchTopK, and ``summary.json`` with the loss, L0, explained variance and dead fraction
-of the trained function, the steps and the wall time.
+Every argument and both output folders (``--out``, ``--checkpoint-dir``) are checked
+before any work starts. DIR receives the SAE (``sae.save``: SAELens layout),
+``history.npz``, ``threshold.npy`` for JumpReLU / BatchTopK, and ``summary.json`` with
+the loss, L0, explained variance and dead fraction of the trained function, the steps
+and the wall time; every file is written atomically (:mod:`solvers.atomic`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from solvers.atomic import atomic_write, atomic_write_text
+
 from . import CLIError
+from .paths import check_output_dir
 
 
 def register(subparsers: Any) -> None:
@@ -35,9 +35,9 @@ def register(subparsers: Any) -> None:
         description="Train a sparse autoencoder with Adam on the canonical objective "
         "(activation relu; topk/batchtopk/jumprelu are not certifiable).",
     )
-    p.add_argument("data", metavar="DATA", help=".npy (memory-mapped), .npz, .csv or a "
-                   "convexdict.datasets spec such as toy:NAME")
-    p.add_argument("--lam", type=float, required=True, help="penalty weight (>= 0)")
+    p.add_argument("data", metavar="DATA", help=".npy (memory-mapped), .npz, .csv, "
+                   ".safetensors or toy:NAME")
+    p.add_argument("--lam", type=float, required=True, help="penalty weight (> 0)")
     p.add_argument("--width", type=int, required=True, help="number of latents K")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=256)
@@ -55,52 +55,42 @@ def register(subparsers: Any) -> None:
 
 
 def load_data(spec: str) -> np.ndarray:
-    """The data matrix named by ``spec`` (see the module docstring)."""
-    path = Path(spec)
-    if path.suffix == ".npy" and path.is_file():
-        return np.load(path, mmap_mode="r")
-    if importlib.util.find_spec("convexdict.datasets") is not None:
-        loader = getattr(importlib.import_module("convexdict.datasets"), "load_data", None)
-        if loader is not None:
-            return loader(spec)
-    if not path.is_file():
-        raise CLIError(f"DATA {spec!r} is not a file (expected .npy, .npz or .csv).")
-    if path.suffix == ".npz":
-        with np.load(path) as archive:
-            if not archive.files:
-                raise CLIError(f"DATA {spec!r} holds no arrays.")
-            return archive["X" if "X" in archive.files else archive.files[0]]
-    if path.suffix == ".csv":
-        try:
-            return np.loadtxt(path, delimiter=",", ndmin=2)
-        except ValueError:
-            return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)  # a header line
-    raise CLIError(f"DATA {spec!r}: unsupported format {path.suffix!r}; use .npy, .npz or .csv.")
+    """The data matrix named by ``spec``: :func:`convexdict.datasets.load_data` with
+    ``mmap=True`` (a float ``.npy`` file comes back as a read-only memory map)."""
+    from ..datasets import load_data as load
+
+    return load(spec, mmap=True)
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append '.npz' to a name
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+
+    atomic_write(path, write)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train, write DIR, print a one-line summary."""
+    from .._validation import check_positive
     from ..bounds import joint_bound
     from ..train import _check_device, train_sae
 
-    X = load_data(args.data)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {args.out!r} exists and is not a directory.")
+    check_positive("lam", args.lam)  # lam <= 0: refused before anything is read or written
+    if args.resume and args.checkpoint_dir is None:
+        raise CLIError("--resume continues from --checkpoint-dir; pass --checkpoint-dir DIR.")
+    out = check_output_dir(args.out, "--out")
+    check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
     device = _check_device(args.device)
+    X = load_data(args.data)
     start = time.perf_counter()
     result = train_sae(
         X, args.lam, args.width, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
@@ -110,15 +100,10 @@ def run(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
-    if importlib.util.find_spec("convexdict.io") is not None:
-        result.sae.save(str(out))
-    else:
-        sae = result.sae
-        np.savez(out / "sae.npz", W_enc=sae.W_enc, b_enc=sae.b_enc, W_dec=sae.W_dec,
-                 b_dec=sae.b_dec)
-    np.savez(out / "history.npz", **result.history)
+    result.sae.save(str(out))
+    _save_npz(out / "history.npz", result.history)
     if result.threshold is not None:
-        np.save(out / "threshold.npy", result.threshold)
+        _save_npy(out / "threshold.npy", np.asarray(result.threshold))
     metrics = result.evaluate(X, args.lam)
     # A valid lower bound on every SAE's loss at every width (any d): the joint wide limit.
     metrics["joint_bound"] = joint_bound(X, args.lam, backend="torch", device=device)
@@ -137,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             f"the saved SAE files describe the ReLU SAE of these weights; the trained function "
             f"uses {result.activation} (see 'activation', 'k' and threshold.npy)"
         )
-    _write_json(out / "summary.json", summary)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(
         f"trained {result.activation} SAE d={summary['d_in']} K={args.width}: "
         f"loss {metrics['loss']:.6g}  L0 {metrics['l0']:.3g}  "

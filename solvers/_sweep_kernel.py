@@ -1,0 +1,429 @@
+"""Compiled rotating-sweep kernel (numba) for affine dimension ``r`` in 2, 3, 4.
+
+Same mathematics as the legacy kernel (:mod:`solvers._sweep_numba`) and the numpy sweep
+(:mod:`solvers.pricing`): for every set of ``r - 1`` pivot points, rotate the hyperplanes
+through them and keep the running sums ``M = sum_{n in S} r_n w_n^T`` and
+``c = sum_{n in S} w_n`` over the active set ``S``, where ``w_n`` are the 2-D coordinates
+of point ``n`` in the orthogonal complement of the pivots' affine span.
+
+**Event.** One event is one (pivot set, point, orientation) candidate: the hyperplane
+through the pivots and one more valid point ``k``, with one of its two normals. A valid
+pivot set has ``2 m`` events, ``m`` the number of points off its affine span (at most
+``N - r + 1``); the kernel counts the events it prices.
+
+What makes it fast, without changing the set of hyperplanes that are priced:
+
+* **Half-turn order.** Point ``k`` enters the active set at normal angle
+  ``alpha_k - pi/2`` and leaves at ``alpha_k + pi/2``: the two events are antipodal. Each
+  point is sorted once, by the angle in ``[0, pi)`` of whichever of its two normals lies
+  in the upper half plane (a division-only pseudo-angle, no ``arctan2``). The first half
+  turn visits the events in that order, the second half turn the same order with every
+  normal and every update negated. The start (normal angle ``0^-``) needs no gap search:
+  ``k`` is active there iff ``w_k0 > 0`` or ``(w_k0 == 0 and w_k1 < 0)``.
+* **Incremental order.** Consecutive pivot sets of a chunk differ in one point and the
+  2-D frame is carried over (parallel transport of the previous basis), so the previous
+  permutation is nearly sorted: an insertion sort repairs it in ``O(N + inversions)``.
+  When the inversions exceed ``8 N`` it falls back to a heap sort (``O(N log N)``).
+* **No allocation in the pivot loop:** every buffer is allocated once per chunk.
+* **Squared comparisons:** an event is compared as ``|M h|^2 > best^2 (c . h)^2`` with
+  the unnormalised normal ``h``; ``sqrt`` and division run only on improvements.
+* **Balanced split:** pivot sets are numbered in lexicographic order, cut into equal
+  chunks, and chunks are spread over the threads (``prange``).
+
+Each chunk keeps its ``K`` best pivot sets (by their best event), with the hyperplane of
+that event. Low-activation events (``c . n`` below ``recompute_below`` times the sum of
+``|w|``) are recomputed from the activations, as in the legacy kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _comb(n, k):
+    if k < 0 or k > n:
+        return 0
+    out = 1
+    for i in range(k):
+        out = out * (n - i) // (i + 1)
+    return out
+
+
+@njit(cache=True)
+def _unrank(t, n, m, out):
+    """Write the ``t``-th ``m``-subset of ``range(n)`` (lexicographic) into ``out``."""
+    a = 0
+    for pos in range(m):
+        c = a
+        while True:
+            cnt = _comb(n - c - 1, m - pos - 1)
+            if t < cnt:
+                break
+            t -= cnt
+            c += 1
+        out[pos] = c
+        a = c + 1
+
+
+@njit(cache=True)
+def _next_subset(piv, n):
+    m = piv.shape[0]
+    i = m - 1
+    while i >= 0 and piv[i] == n - m + i:
+        i -= 1
+    if i < 0:
+        return
+    piv[i] += 1
+    for j in range(i + 1, m):
+        piv[j] = piv[j - 1] + 1
+
+
+@njit(cache=True)
+def _orthonormalise(v, Q, nq):
+    """Remove from ``v`` its components along ``Q[:nq]`` (twice); return the norm left."""
+    for _ in range(2):
+        for i in range(nq):
+            dot = 0.0
+            for t in range(v.shape[0]):
+                dot += v[t] * Q[i, t]
+            for t in range(v.shape[0]):
+                v[t] -= dot * Q[i, t]
+    s = 0.0
+    for t in range(v.shape[0]):
+        s += v[t] * v[t]
+    s = np.sqrt(s)
+    if s > 0:
+        for t in range(v.shape[0]):
+            v[t] /= s
+    return s
+
+
+@njit(cache=True)
+def _frame(Y, piv, Q, basis, rank_tol, tmp):
+    """Orthonormal basis ``basis (2, r)`` of the complement of the pivots' affine span.
+
+    ``Q (r, r)`` and ``tmp (r,)`` are scratch (rows of ``Q``: orthonormal directions of
+    the span, then the basis). Returns whether the pivot set is affinely independent:
+    the smallest singular value of its differences exceeds ``rank_tol`` (the criterion
+    of :func:`solvers.pricing._pivot_frames`, computed in closed form).
+    """
+    r = Y.shape[1]
+    o = piv[0]
+    if r == 2:
+        basis[0, 0], basis[0, 1], basis[1, 0], basis[1, 1] = 1.0, 0.0, 0.0, 1.0
+        return True
+    if r == 3:
+        s2 = 0.0
+        for t in range(3):
+            Q[0, t] = Y[piv[1], t] - Y[o, t]
+            s2 += Q[0, t] ** 2
+        smin = np.sqrt(s2)
+        if not smin > rank_tol:
+            return False
+        for t in range(3):
+            Q[0, t] /= smin
+    else:  # r == 4: smallest singular value of the 2 x 4 differences, without cancellation
+        for t in range(r):
+            Q[0, t] = Y[piv[1], t] - Y[o, t]
+            Q[1, t] = Y[piv[2], t] - Y[o, t]
+        g11 = g22 = g12 = wedge = 0.0
+        for t in range(r):
+            g11 += Q[0, t] ** 2
+            g22 += Q[1, t] ** 2
+            g12 += Q[0, t] * Q[1, t]
+            for u in range(t + 1, r):
+                wedge += (Q[0, t] * Q[1, u] - Q[0, u] * Q[1, t]) ** 2
+        lmax = 0.5 * (g11 + g22 + np.sqrt((g11 - g22) ** 2 + 4.0 * g12 * g12))
+        if not (lmax > 0 and np.sqrt(wedge / lmax) > rank_tol):
+            return False
+        _orthonormalise(Q[0], Q, 0)
+        _orthonormalise(Q[1], Q, 1)
+    nq = piv.shape[0] - 1
+    for i in range(2):  # the standard basis vector with the largest projection
+        best = -1.0
+        for e in range(r):
+            for t in range(r):
+                Q[nq, t] = 0.0
+            Q[nq, e] = 1.0
+            s = _orthonormalise(Q[nq], Q, nq)
+            if s > best:
+                best = s
+                for t in range(r):
+                    tmp[t] = Q[nq, t]
+        for t in range(r):
+            Q[nq, t] = tmp[t]
+            basis[i, t] = tmp[t]
+        nq += 1
+    return True
+
+
+@njit(cache=True)
+def _radix_sort(key, idx, n, q, q2, idx2, fk, cnt, bits, passes):
+    """Sort ``idx[:n]`` by ``key[idx]`` (values in ``[0, 2)``), ascending, in place.
+
+    A stable LSD radix sort on the leading ``bits * passes`` bits of the key, then an
+    insertion sort on the full float keys, which only has to repair keys closer than
+    ``2 ** (1 - bits * passes)`` (``O(n + such pairs)``). ``q, q2, idx2, fk`` (n,) and
+    ``cnt`` (passes, 2 ** bits) are scratch.
+    """
+    radix = 1 << bits
+    mask = radix - 1
+    scale = float(1 << (bits * passes - 1))
+    for d in range(passes):
+        for b in range(radix):
+            cnt[d, b] = 0
+    for i in range(n):
+        v = int(key[idx[i]] * scale)
+        q[i] = v
+        for d in range(passes):
+            cnt[d, (v >> (bits * d)) & mask] += 1
+    for d in range(passes):
+        tot = 0
+        for b in range(radix):
+            c = cnt[d, b]
+            cnt[d, b] = tot
+            tot += c
+    src_q, src_i, dst_q, dst_i = q, idx, q2, idx2
+    for d in range(passes):
+        shift = bits * d
+        for i in range(n):
+            b = (src_q[i] >> shift) & mask
+            j = cnt[d, b]
+            cnt[d, b] = j + 1
+            dst_q[j] = src_q[i]
+            dst_i[j] = src_i[i]
+        src_q, src_i, dst_q, dst_i = dst_q, dst_i, src_q, src_i
+    for i in range(n):
+        fk[i] = key[src_i[i]]
+        idx[i] = src_i[i]
+    for i in range(1, n):
+        k, p = fk[i], idx[i]
+        j = i - 1
+        while j >= 0 and fk[j] > k:
+            fk[j + 1] = fk[j]
+            idx[j + 1] = idx[j]
+            j -= 1
+        fk[j + 1] = k
+        idx[j + 1] = p
+
+
+@njit(cache=True)
+def _value2(M, h0, h1, bounds, v):
+    """``max_g ||(M h)[g]||^2`` for the 2-D normal ``h`` (``v`` is scratch)."""
+    for q in range(M.shape[0]):
+        v[q] = M[q, 0] * h0 + M[q, 1] * h1
+    best = 0.0
+    for g in range(bounds.shape[0]):
+        acc = 0.0
+        for q in range(bounds[g, 0], bounds[g, 1]):
+            acc += v[q] * v[q]
+        if acc > best:
+            best = acc
+    return best
+
+
+@njit(cache=True)
+def _recompute(W, valid, R, k, n0, n1, bounds, zero_tol, v):
+    """Value of the event with unit normal ``n`` from the activations themselves."""
+    tot = 0.0
+    for q in range(R.shape[1]):
+        v[q] = 0.0
+    for i in range(W.shape[0]):
+        if i == k or not valid[i]:
+            continue
+        a = W[i, 0] * n0 + W[i, 1] * n1
+        if a > zero_tol:
+            tot += a
+            for q in range(R.shape[1]):
+                v[q] += a * R[i, q]
+    if not tot > 0:
+        return 0.0
+    best = 0.0
+    for g in range(bounds.shape[0]):
+        acc = 0.0
+        for q in range(bounds[g, 0], bounds[g, 1]):
+            acc += v[q] * v[q]
+        if acc > best:
+            best = acc
+    return np.sqrt(best) / tot
+
+
+@njit(cache=True)
+def _push(top_v, top_u, c, val, u):
+    """Insert ``(val, u)`` into chunk ``c``'s top list if it beats the smallest kept."""
+    K = top_v.shape[1]
+    worst = 0
+    for i in range(1, K):
+        if top_v[c, i] < top_v[c, worst]:
+            worst = i
+    if val > top_v[c, worst]:
+        top_v[c, worst] = val
+        for t in range(u.shape[0]):
+            top_u[c, worst, t] = u[t]
+
+
+@njit(cache=True)
+def _threshold(top_v, c):
+    worst = top_v[c, 0]
+    for i in range(1, top_v.shape[1]):
+        if top_v[c, i] < worst:
+            worst = top_v[c, i]
+    return worst
+
+
+@njit(cache=True, parallel=True)
+def sweep_chunks(Y, R, bounds, K, n_chunks, part, n_parts, recompute_below, zero_tol, rank_tol):
+    """Exact rotating sweep over every pivot set, in ``n_chunks`` balanced chunks.
+
+    Parameters
+    ----------
+    Y : (N, r) float64, reduced coordinates, r in {2, 3, 4}
+    R : (N, p) float64, residual
+    bounds : (G, 2) int64, column groups ``[start, stop)``
+    K : int, pivot sets kept per chunk (their best event each)
+    n_chunks : int, number of chunks of consecutive pivot sets
+    part, n_parts : int, sweep only the chunks ``c`` with ``c % n_parts == part``
+
+    Returns
+    -------
+    top_v : (n_chunks, K) float64, best event values of the kept pivot sets (0: none)
+    top_u : (n_chunks, K, r + 1) float64, their hyperplanes (unit normal, offset)
+    events : (n_chunks,) int64, events priced per chunk
+    """
+    N, r = Y.shape
+    p = R.shape[1]
+    m = r - 1
+    total = _comb(N, m)
+    size = (total + n_chunks - 1) // n_chunks
+    top_v = np.zeros((n_chunks, K))
+    top_u = np.zeros((n_chunks, K, r + 1))
+    events = np.zeros(n_chunks, dtype=np.int64)
+    bits, passes = (8, 3) if N <= 2048 else (11, 2)
+    for c in prange(n_chunks):
+        if c % n_parts != part:
+            continue
+        start = c * size
+        stop = min(total, start + size)
+        if start >= stop:
+            continue
+        # Scratch, allocated once per chunk: nothing is allocated in the pivot loop.
+        piv = np.empty(m, dtype=np.int64)
+        Q = np.empty((r, r))
+        basis = np.zeros((2, r))
+        tmp = np.empty(r)
+        W = np.empty((N, 2))
+        valid = np.empty(N, dtype=np.bool_)
+        key = np.empty(N)
+        hn = np.empty(N)
+        idx = np.empty(N, dtype=np.int64)
+        q = np.empty(N, dtype=np.int64)
+        q2 = np.empty(N, dtype=np.int64)
+        idx2 = np.empty(N, dtype=np.int64)
+        fk = np.empty(N)
+        cnt = np.empty((passes, 1 << bits), dtype=np.int64)
+        e0 = np.empty(N)  # sorted: the update direction of the first half turn
+        e1 = np.empty(N)
+        gx = np.empty(N)  # sorted: the event's (unnormalised) normal in the first half turn
+        gy = np.empty(N)
+        floor = np.empty(N)
+        Rs = np.empty((N, p))
+        M = np.zeros((p, 2))
+        v = np.empty(p)
+        u = np.empty(r + 1)
+        n_events = 0
+        _unrank(start, N, m, piv)
+        for t_piv in range(start, stop):
+            if t_piv > start:
+                _next_subset(piv, N)
+            if not _frame(Y, piv, Q, basis, rank_tol, tmp):
+                continue
+            o = piv[0]
+            scale = 0.0
+            c0 = 0.0
+            c1 = 0.0
+            for qq in range(p):
+                M[qq, 0] = 0.0
+                M[qq, 1] = 0.0
+            nv = 0
+            for k in range(N):
+                a0 = 0.0
+                a1 = 0.0
+                for t in range(r):
+                    d = Y[k, t] - Y[o, t]
+                    a0 += d * basis[0, t]
+                    a1 += d * basis[1, t]
+                W[k, 0] = a0
+                W[k, 1] = a1
+                hn[k] = np.sqrt(a0 * a0 + a1 * a1)
+                valid[k] = hn[k] > rank_tol
+                if not valid[k]:
+                    continue
+                scale += hn[k]
+                idx[nv] = k
+                nv += 1
+                if a0 > 0 or (a0 == 0 and a1 < 0):  # active at the start: leaves first
+                    c0 += a0
+                    c1 += a1
+                    for qq in range(p):
+                        M[qq, 0] += R[k, qq] * a0
+                        M[qq, 1] += R[k, qq] * a1
+                    key[k] = 1.0 - (-a1) / (abs(a1) + a0)
+                else:  # inactive at the start: enters first
+                    key[k] = 1.0 - a1 / (abs(a1) - a0)
+            _radix_sort(key, idx, nv, q, q2, idx2, fk, cnt, bits, passes)
+            for i in range(nv):
+                k = idx[i]
+                a0 = W[k, 0]
+                a1 = W[k, 1]
+                if a0 > 0 or (a0 == 0 and a1 < 0):
+                    e0[i], e1[i], gx[i], gy[i] = -a0, -a1, -a1, a0
+                else:
+                    e0[i], e1[i], gx[i], gy[i] = a0, a1, a1, -a0
+                floor[i] = recompute_below * scale * hn[k]
+                for qq in range(p):
+                    Rs[i, qq] = R[k, qq]
+            best = _threshold(top_v, c)
+            best2 = best * best
+            best_i = -1
+            best_f = 1.0
+            for half in range(2):
+                f = 1.0 if half == 0 else -1.0
+                for i in range(nv):
+                    a0 = f * e0[i]
+                    a1 = f * e1[i]
+                    c0 += a0
+                    c1 += a1
+                    for qq in range(p):
+                        M[qq, 0] += Rs[i, qq] * a0
+                        M[qq, 1] += Rs[i, qq] * a1
+                    h0 = f * gx[i]
+                    h1 = f * gy[i]
+                    cn = c0 * h0 + c1 * h1
+                    if cn > floor[i]:
+                        g2 = _value2(M, h0, h1, bounds, v)
+                        if g2 > best2 * cn * cn:
+                            best = np.sqrt(g2) / cn
+                            best2 = best * best
+                            best_i, best_f = i, f
+                    else:  # low total activation: recompute from the activations
+                        k = idx[i]
+                        n0, n1 = h0 / hn[k], h1 / hn[k]
+                        val = _recompute(W, valid, R, k, n0, n1, bounds, zero_tol, v)
+                        if val > best:
+                            best, best2 = val, val * val
+                            best_i, best_f = i, f
+            n_events += 2 * nv
+            if best_i >= 0:
+                k = idx[best_i]
+                n0 = best_f * gx[best_i] / hn[k]
+                n1 = best_f * gy[best_i] / hn[k]
+                off = 0.0
+                for t in range(r):
+                    u[t] = basis[0, t] * n0 + basis[1, t] * n1
+                    off -= u[t] * Y[o, t]
+                u[r] = off
+                _push(top_v, top_u, c, best, u)
+        events[c] = n_events
+    return top_v, top_u, events

@@ -1,0 +1,184 @@
+"""The encoder block of an SAE on its activation piece, by feasible descent on a torch device.
+
+Paper B's second convex piece fixes the decoder ``(W_dec, b_dec)`` and the activation
+pattern ``S = (X W_enc + 1 b_enc^T > 0)``. On the piece the codes ``Z = S * P`` are linear
+in ``theta = (W_enc, b_enc)`` and the canonical loss is a convex quadratic under the
+``N K`` linear constraints ``P >= 0`` on ``S``, ``P <= 0`` off ``S``. The constraints of
+latent ``k`` involve only column ``k`` of ``theta``: the feasible set is a product of one
+polyhedron per latent. One iteration of :func:`encoder_descent`:
+
+1. **gradient pass**: loss and gradient ``g = dL/dtheta`` at ``theta`` (one pass over the
+   data);
+2. **direction pass**: along ``Delta = -g``, the largest feasible step of each latent,
+   ``t_k = min_n`` of the ratios ``-P/dP`` over the constraints ``dP`` moves towards, and the
+   Gram ``D^T D`` of ``D = S * dP``;
+3. **per-latent steps**: on the piece ``L(theta + s * Delta) = L + sum_k s_k g_k.Delta_k +
+   1/2 s^T Q s`` exactly, with ``Q = (D^T D) o (W_dec W_dec^T) / N``; the box QP over
+   ``0 <= s <= t`` (K variables) is solved by projected FISTA (:func:`solve_box_qp`).
+
+Every step stays on the (closed) piece, and the next gradient pass recomputes the loss;
+a step whose recomputed loss is not lower is undone and the descent stops. This module
+never imports :mod:`convexdict`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .torch_blocks import row_blocks, solve_box_qp, t_matmul
+
+
+@dataclass(frozen=True)
+class SAETensors:
+    """SAE weights as tensors in the SAELens orientation.
+
+    Attributes
+    ----------
+    W_enc : Tensor of shape (d, K)
+    b_enc : Tensor of shape (K,)
+    W_dec : Tensor of shape (K, d)
+    b_dec : Tensor of shape (d,)
+    """
+
+    W_enc: torch.Tensor
+    b_enc: torch.Tensor
+    W_dec: torch.Tensor
+    b_dec: torch.Tensor
+
+
+@dataclass
+class EncoderDescent:
+    """The result of :func:`encoder_descent`.
+
+    Attributes
+    ----------
+    params : SAETensors
+        The best point found (the input when no step lowered the loss).
+    losses : list of float
+        Recomputed loss after each accepted step, the starting loss first.
+    passes : int
+        Passes over the data.
+    """
+
+    params: SAETensors
+    losses: list[float] = field(default_factory=list)
+    passes: int = 0
+
+
+def gradient_pass(X, p: SAETensors, lam: float, rows: int, device, dtype):
+    """Loss and gradient in ``(W_enc, b_enc)`` at ``p`` (pattern from ``p`` itself).
+
+    Returns
+    -------
+    loss : float
+        Canonical loss (float64 accumulation).
+    gW : Tensor of shape (d, K)
+    gb : Tensor of shape (K,)
+    """
+    n = X.shape[0]
+    norms = torch.linalg.vector_norm(p.W_dec, dim=1)
+    gW = torch.zeros_like(p.W_enc, dtype=torch.float64)
+    gb = torch.zeros_like(p.b_enc, dtype=torch.float64)
+    loss = torch.zeros((), dtype=torch.float64, device=device)
+    for Xb in row_blocks(X, rows, device, dtype):
+        P = torch.addmm(p.b_enc, Xb, p.W_enc)
+        S = P > 0
+        Z = torch.where(S, P, torch.zeros((), dtype=P.dtype, device=P.device))
+        R = Xb - torch.addmm(p.b_dec, Z, p.W_dec)
+        loss += 0.5 * (R * R).sum(dtype=torch.float64) + lam * (Z.sum(0) @ norms).double()
+        gZ = torch.where(S, lam * norms - R @ p.W_dec.T, torch.zeros((), dtype=P.dtype,
+                                                                      device=P.device))
+        gW += t_matmul(gZ, Xb).T.double()
+        gb += gZ.sum(0, dtype=torch.float64)
+    return float(loss) / n, (gW / n).to(dtype), (gb / n).to(dtype)
+
+
+def direction_pass(X, p: SAETensors, dW: torch.Tensor, db: torch.Tensor, rows: int, device,
+                   dtype):
+    """Largest feasible step per latent along ``(dW, db)`` and the Gram of ``S * dP``.
+
+    Returns
+    -------
+    t_max : Tensor of shape (K,)
+        ``inf`` where no constraint limits the step.
+    DtD : Tensor of shape (K, K)
+        ``(S * dP)^T (S * dP)`` in float64.
+    """
+    K = p.W_enc.shape[1]
+    t_max = torch.full((K,), float("inf"), dtype=torch.float64, device=device)
+    DtD = torch.zeros((K, K), dtype=torch.float64, device=device)
+    both_W = torch.cat([p.W_enc, dW], dim=1)
+    both_b = torch.cat([p.b_enc, db])
+    inf = torch.tensor(float("inf"), dtype=dtype, device=device)
+    for Xb in row_blocks(X, rows, device, dtype):
+        PdP = torch.addmm(both_b, Xb, both_W)
+        P, dP = PdP[:, :K], PdP[:, K:]
+        S = P > 0
+        leaving = torch.where(S, dP < 0, dP > 0)
+        ratio = torch.where(leaving, -P / torch.where(leaving, dP, torch.ones_like(dP)), inf)
+        t_max = torch.minimum(t_max, ratio.min(0).values.double())
+        D = torch.where(S, dP, torch.zeros((), dtype=dtype, device=device))
+        DtD += t_matmul(D, D).double()
+    return t_max, DtD
+
+
+def encoder_descent(
+    X,
+    p: SAETensors,
+    lam: float,
+    *,
+    iters: int = 3,
+    rows: int = 4096,
+    device="cpu",
+    dtype=torch.float64,
+    qp_iters: int = 500,
+    rel_stop: float = 1e-12,
+) -> EncoderDescent:
+    """Feasible descent on the encoder block (see the module docstring).
+
+    Parameters
+    ----------
+    X : ndarray, memmap or Tensor of shape (N, d)
+    p : SAETensors
+        Starting point (its pattern defines the piece), tensors on ``device`` in ``dtype``.
+    lam : float
+    iters : int
+        Descent iterations at most (two passes each, plus one final pass).
+    rows : int
+        Rows per chunk.
+    device, dtype
+    qp_iters : int
+        Iterations of the per-latent step-size QP.
+    rel_stop : float
+        Stop when a step's predicted decrease is below ``rel_stop`` times the loss.
+
+    Returns
+    -------
+    EncoderDescent
+    """
+    n = X.shape[0]
+    loss, gW, gb = gradient_pass(X, p, lam, rows, device, dtype)
+    out = EncoderDescent(p, [loss], 1)
+    WdG = (p.W_dec @ p.W_dec.T).double()
+    for _ in range(iters):
+        dW, db = -gW, -gb
+        slope = -((gW.double() ** 2).sum(0) + gb.double() ** 2)
+        if float(slope.abs().sum()) == 0.0:
+            break
+        t_max, DtD = direction_pass(X, out.params, dW, db, rows, device, dtype)
+        out.passes += 1
+        s, predicted = solve_box_qp(slope, DtD * WdG / n, t_max, max_iter=qp_iters)
+        if -predicted <= rel_stop * abs(out.losses[-1]):
+            break
+        s = s.to(dtype)
+        cand = SAETensors(out.params.W_enc + s * dW, out.params.b_enc + s * db,
+                          p.W_dec, p.b_dec)
+        new_loss, gW_new, gb_new = gradient_pass(X, cand, lam, rows, device, dtype)
+        out.passes += 1
+        if not new_loss < out.losses[-1]:
+            break
+        out.params, gW, gb = cand, gW_new, gb_new
+        out.losses.append(new_loss)
+    return out
