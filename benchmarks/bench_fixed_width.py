@@ -26,10 +26,26 @@ FULL = [(2, n, k) for n in (6, 8, 10, 12) for k in (1, 2, 3)] + [
     (3, n, k) for n in (6, 8) for k in (1, 2)
 ]
 QUICK = [(2, 6, 1), (2, 6, 2), (2, 8, 2), (3, 6, 1)]
+#: Issue 13's rows: (data, d, N, K, time limit in s). "gauss" is N(0, I) at ``--lam``;
+#: "superposition_2d" is the toy at ``lam = 0.3 lam_max``.
+ISSUE13 = [
+    ("gauss", 2, 30, 3, 120.0), ("gauss", 2, 60, 2, 120.0), ("gauss", 3, 16, 2, 120.0),
+    ("superposition_2d", 2, 120, 2, 300.0), ("superposition_2d", 2, 120, 4, 300.0),
+    ("superposition_2d", 2, 120, 6, 300.0),
+]
 
 
-def run_case(d: int, n: int, k: int, lam: float, tol: float, limit: float, seed: int) -> dict:
-    X = np.random.default_rng(seed).normal(size=(n, d))
+def issue_data(data: str, d: int, n: int, lam: float, seed: int) -> tuple[np.ndarray, float]:
+    """The data and ``lam`` of one row: Gaussian at ``lam``, or a toy at 0.3 ``lam_max``."""
+    if data == "gauss":
+        return np.random.default_rng(seed).normal(size=(n, d)), lam
+    X = np.array(cd.datasets.load_toy(data, n=n, seed=seed).X)
+    return X, 0.3 * cd.bounds.lam_max(X)
+
+
+def run_case(d: int, n: int, k: int, lam: float, tol: float, limit: float, seed: int,
+             data: str = "gauss") -> dict:
+    X, lam = issue_data(data, d, n, lam, seed)
     wide = cd.certify(X, lam)
     if k >= wide.width_needed:
         return {"d": d, "N": n, "K": k, "K*": wide.width_needed, "skipped": True}
@@ -42,6 +58,8 @@ def run_case(d: int, n: int, k: int, lam: float, tol: float, limit: float, seed:
         "patterns": s["n_patterns"], "nodes": s["nodes_evaluated"],
         "splits": s["spatial_splits"], "open": s["open_nodes"], "search_s": s["time_search"],
         "total_s": total, "certified": cert.certified, "rel_gap": cert.relative_gap,
+        "lower": cert.lower_bound, "upper": cert.upper_bound, "data": data, "lam": lam,
+        "budget": s.get("budget_exhausted", ""), "wide": wide.lower_bound,
     }
 
 
@@ -52,7 +70,13 @@ def main() -> None:
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--issue13", action="store_true",
+                        help="issue 13's rows (own time limits; --time-limit caps them)")
+    parser.add_argument("--only", type=int, nargs="*", help="run only these issue-13 rows")
     args = parser.parse_args()
+    if args.issue13:
+        issue13(args)
+        return
     table = Table(title=f"fixed-width branch and bound (lam {args.lam:g}, tol {args.tol:g}, "
                         f"limit {args.time_limit:g} s)")
     for col in ("d", "N", "K", "K*", "patterns", "relaxations", "splits", "open",
@@ -71,6 +95,30 @@ def main() -> None:
                 "yes" if row["certified"] else "no", f"{row['rel_gap']:.1e}",
             )
     Console(width=200).print(table)
+
+
+def issue13(args: argparse.Namespace) -> None:
+    """Issue 13's rows: the bracket ``[lower, upper]`` and its relative width."""
+    table = Table(title=f"width-K verdicts (issue 13; tol {args.tol:g})")
+    for col in ("data", "N", "d", "K", "K*", "lam", "P*", "lower", "upper", "rel. width",
+                "certified", "budget", "nodes", "total s"):
+        table.add_column(col, justify="right")
+    rows = [row for i, row in enumerate(ISSUE13) if not args.only or i in args.only]
+    with threadpool_limits(limits=1, user_api="blas"):
+        for data, d, n, k, limit in rows:
+            r = run_case(d, n, k, args.lam, args.tol, min(limit, args.time_limit), args.seed,
+                         data)
+            if r["skipped"]:
+                table.add_row(data, str(n), str(d), str(k), str(r["K*"]), *["-"] * 9)
+                continue
+            table.add_row(
+                data, str(n), str(d), str(k), str(r["K*"]), f"{r['lam']:.4g}",
+                f"{r['wide']:.5g}", f"{r['lower']:.5g}", f"{r['upper']:.5g}",
+                f"{r['rel_gap']:.2%}", "yes" if r["certified"] else "no", r["budget"] or "-",
+                f"{r['nodes']:,}", f"{r['total_s']:.1f}",
+            )
+            print(r, flush=True)
+    Console(width=220).print(table)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from solvers.anchoring import Anchors, anchors_from_class_means, anchors_from_features
 
 from .atoms import AffineFrame, AtomSet, affine_frame, enumerate_atoms, estimate_n_atoms
+from .blocks import PolishResult, polish_at_scale
 from .bounds import (
     DualBound,
     JointWideLimit,
@@ -11,6 +12,7 @@ from .bounds import (
     joint_bound,
     joint_wide_limit,
     lam_max,
+    lam_max_bound,
 )
 from .census import (
     Census,
@@ -21,6 +23,7 @@ from .census import (
     group_minima,
 )
 from .certificate import Certificate
+from .certificate_file import data_sha256, load_certificate
 from .certify import certify, certify_width
 from .compare import Comparison, Matching, compare, match_latents
 from .datasets import (
@@ -77,9 +80,11 @@ from .pieces import (
     polish,
 )
 from .sae import SAE, LossTerms, sae_loss, sae_loss_terms
+from .scale_compare import compare_streamed, latent_table
 from .sweep import SweepConfig, SweepResult, load_config, run_sweep
 from .tolerance import relative_gap, within_tol
 from .train import TrainResult, train_crosscoder, train_sae, train_transcoder
+from .verification import Verification, verify
 
 __all__ = [
     "Census",
@@ -155,6 +160,10 @@ __all__ = [
     "affine_frame",
     "certify",
     "certify_width",
+    "data_sha256",
+    "load_certificate",
+    "verify",
+    "Verification",
     "SearchStats",
     "dual_bound",
     "dual_certificate",
@@ -163,9 +172,14 @@ __all__ = [
     "joint_bound",
     "joint_wide_limit",
     "lam_max",
+    "lam_max_bound",
     "sae_from_solution",
     "sae_loss",
     "sae_loss_terms",
+    "PolishResult",
+    "polish_at_scale",
+    "compare_streamed",
+    "latent_table",
     "within_tol",
     "relative_gap",
 ]

@@ -24,6 +24,9 @@ from ._validation import check_matrix
 
 AFFINE_RTOL = 1e-12
 MAX_ENUMERATED_ATOMS = 2_000_000
+#: Exact pricing refuses data needing more sweep events than this on the CPU
+#: (``solvers.pricing.sweep_cost``); certify, lam_max and dual_bound share it.
+MAX_SWEEP_EVENTS = 4_000_000_000
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ from .streaming import (
 )
 from .tolerance import improves
 
+# Decoder block solver settings of compare and polish (relative duality gap 1e-6).
+DECODER_SETTINGS = FistaSettings(max_iter=500, tol=1e-6)
+
 
 @dataclass(frozen=True)
 class BlockResult:
@@ -98,7 +101,7 @@ def decoder_block(
     device: Any,
     dtype: torch.dtype,
     sums: PassSums | None = None,
-    settings: FistaSettings = FistaSettings(),
+    settings: FistaSettings = DECODER_SETTINGS,
 ) -> BlockResult:
     """Solve the decoder block of ``sae`` (codes fixed) and verify it on the data.
 
@@ -219,7 +222,7 @@ def polish_streamed(
     rounds: int = 1,
     tol: float = 1e-6,
     encoder_iters: int = 3,
-    settings: FistaSettings = FistaSettings(),
+    settings: FistaSettings = DECODER_SETTINGS,
     log: Any = None,
 ) -> tuple[SAE, list[PolishStep]]:
     """Alternate the decoder and encoder blocks on streamed data.
@@ -288,7 +291,7 @@ def polish_at_scale(
     max_samples: int | None = None,
     seed: int = 0,
     encoder_iters: int = 3,
-    settings: FistaSettings = FistaSettings(max_iter=500, tol=1e-6),
+    settings: FistaSettings = DECODER_SETTINGS,
     log: Any = None,
 ) -> PolishResult:
     """Polish ``sae`` by alternating the two convex blocks on data streamed in chunks.

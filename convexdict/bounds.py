@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solvers.pricing import PRICE_SAFETY, price
+from solvers.pricing import PRICE_SAFETY, price, sweep_cost
 
 from ._validation import check_matrix, check_positive
-from .atoms import AffineFrame, affine_frame
+from .atoms import MAX_SWEEP_EVENTS, AffineFrame, affine_frame
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,22 @@ def dual_certificate(
     return DualBound(value, priced.max_value, t, priced.method)
 
 
+def _check_priceable(n: int, r: int, name: str) -> None:
+    """Refuse, before any pricing, what ``certify`` refuses: exact pricing of ``n`` points
+    of affine dimension ``r`` above ``MAX_SWEEP_EVENTS`` sweep events (it would run for
+    hours with no output)."""
+    cost = sweep_cost(n, r)
+    if cost > MAX_SWEEP_EVENTS:
+        raise ValueError(
+            f"The 'X' parameter is too large for {name}: exact pricing of N={n} points of "
+            f"affine dimension {r} needs about {cost:.2e} sweep events (limit "
+            f"{MAX_SWEEP_EVENTS:.0e}, the same as certify). convexdict.joint_bound(X, lam) "
+            "gives a valid lower bound at any size"
+            + ("; convexdict.lam_max_bound(X) an upper bound on lam_max." if name == "lam_max"
+               else ".")
+        )
+
+
 def dual_bound(X: np.ndarray, lam: float, residual: np.ndarray, **kwargs) -> float:
     """A valid lower bound on every SAE's canonical loss from any residual.
 
@@ -102,19 +118,72 @@ def dual_bound(X: np.ndarray, lam: float, residual: np.ndarray, **kwargs) -> flo
     -------
     float
         ``<= L(theta)`` for every SAE ``theta`` of any width.
+
+    Raises
+    ------
+    ValueError
+        Before any pricing, when exact pricing is beyond ``certify``'s size limit
+        (:data:`convexdict.atoms.MAX_SWEEP_EVENTS` sweep events); the message points
+        to :func:`joint_bound`, valid at any size.
     """
-    return dual_certificate(X, lam, residual, **kwargs).value
+    X = check_matrix("X", X)
+    frame = kwargs.pop("frame", None) or affine_frame(X)
+    _check_priceable(X.shape[0], frame.rank, "dual_bound")
+    return dual_certificate(X, lam, residual, frame=frame, **kwargs).value
 
 
 def lam_max(X: np.ndarray, *, target: np.ndarray | None = None) -> float:
     """The smallest ``lam`` at which the all-zero SAE with ``b_dec = mean(X)`` is optimal.
 
     Equals ``max_{e in E0} ||(X - mean X)^T e||`` (exact pricing).
+
+    Raises
+    ------
+    ValueError
+        Before any pricing, when exact pricing is beyond ``certify``'s size limit
+        (:data:`convexdict.atoms.MAX_SWEEP_EVENTS` sweep events). :func:`lam_max_bound`
+        is an upper bound on ``lam_max`` at any size.
     """
     X = check_matrix("X", X)
-    T = X if target is None else check_matrix("target", target)
+    T = _target(X, target)
     frame = affine_frame(X)
+    _check_priceable(X.shape[0], frame.rank, "lam_max")
     return price(frame.coords(X), T - T.mean(axis=0)).max_value
+
+
+def _target(X: np.ndarray, target: np.ndarray | None) -> np.ndarray:
+    if target is None:
+        return X
+    T = check_matrix("target", target)
+    if T.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"The 'target' parameter must have {X.shape[0]} rows like X. Got shape {T.shape}."
+        )
+    return T
+
+
+def lam_max_bound(X: np.ndarray, target: np.ndarray | None = None) -> float:
+    """An upper bound on :func:`lam_max`, valid at any size: ``max_n ||t_n - mean(T)||``.
+
+    Costs ``O(N d)`` (no pricing), so summaries can print it, labelled as a bound, where
+    ``lam_max`` is too large to price. Every ``lam`` at or above it makes the mean-only
+    SAE (``K* = 0``) optimal.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, d)
+    target : ndarray of shape (N, p), optional
+        Reconstruction target (default ``X``).
+
+    Returns
+    -------
+    float
+        ``>= lam_max(X, target=target)``.
+    """
+    X = check_matrix("X", X)
+    T = _target(X, target)
+    Tc = T - T.mean(axis=0)
+    return float(np.sqrt(np.einsum("ij,ij->i", Tc, Tc).max()))
 
 
 @dataclass(frozen=True)

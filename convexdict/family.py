@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solvers.objective import mean_terms
+
 from ._validation import check_matrix, check_positive, check_vector
 from .sae import LossTerms
 
@@ -132,12 +134,8 @@ def transcoder_loss_terms(tc: Transcoder, X_in: np.ndarray, Y: np.ndarray, lam: 
     Z = tc.encode(X_in)
     if Y.shape[0] != Z.shape[0]:
         raise ValueError(f"The 'Y' parameter must have {Z.shape[0]} rows. Got {Y.shape[0]}.")
-    resid = Y - (Z @ tc.W_dec + tc.b_dec)
-    n = Y.shape[0]
-    return LossTerms(
-        0.5 * float(np.einsum("ij,ij->", resid, resid)) / n,
-        lam * float(Z.sum(axis=0) @ np.linalg.norm(tc.W_dec, axis=1)) / n,
-    )
+    return LossTerms(*mean_terms(Y - (Z @ tc.W_dec + tc.b_dec), Z,
+                                 np.linalg.norm(tc.W_dec, axis=1), lam))
 
 
 def transcoder_loss(tc: Transcoder, X_in: np.ndarray, Y: np.ndarray, lam: float) -> float:
@@ -156,15 +154,12 @@ def crosscoder_loss_terms(
             f"The 'targets' parameter must hold {len(cc.W_decs)} arrays. Got {len(targets)}."
         )
     Z = cc.encode(X)
-    n = Z.shape[0]
-    recon = 0.0
-    norms = np.zeros(cc.width)
-    for i, (Y, W, b) in enumerate(zip(targets, cc.W_decs, cc.b_decs, strict=True)):
-        Y = check_matrix(f"targets[{i}]", Y, n_cols=W.shape[1])
-        resid = Y - (Z @ W + b)
-        recon += 0.5 * float(np.einsum("ij,ij->", resid, resid)) / n
-        norms += np.linalg.norm(W, axis=1)
-    return LossTerms(recon, lam * float(Z.sum(axis=0) @ norms) / n)
+    layers = [check_matrix(f"targets[{i}]", Y, n_cols=W.shape[1])
+              for i, (Y, W) in enumerate(zip(targets, cc.W_decs, strict=True))]
+    resid = np.hstack([Y - (Z @ W + b) for Y, W, b in zip(layers, cc.W_decs, cc.b_decs,
+                                                          strict=True)])
+    norms = sum(np.linalg.norm(W, axis=1) for W in cc.W_decs)
+    return LossTerms(*mean_terms(resid, Z, norms, lam))
 
 
 def crosscoder_loss(cc: Crosscoder, X: np.ndarray, targets: list[np.ndarray], lam: float) -> float:

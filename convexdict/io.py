@@ -223,7 +223,14 @@ def _load_saelens(path: Path, norm_scaling_factor: float | None) -> tuple[SAE, d
                 "are already normalised."
             )
         s = check_positive("norm_scaling_factor", norm_scaling_factor)
-        W_enc, W_dec, b_dec = W_enc * s, W_dec / s, b_dec / s
+        with np.errstate(over="ignore", under="ignore"):
+            W_enc, W_dec, b_dec = W_enc * s, W_dec / s, b_dec / s
+        if not all(np.all(np.isfinite(a)) for a in (W_enc, W_dec, b_dec)):
+            raise ValueError(
+                f"The 'norm_scaling_factor' parameter {s!r} makes the folded weights of "
+                f"'{path}' overflow or underflow to non-finite values; expected a moderate "
+                "constant (SAELens lists it in pretrained_saes.yaml)."
+            )
         notes.append(f"folded input scaling factor {s} (expected_average_only_in)")
     elif norm != "none":
         raise ValueError(
@@ -484,6 +491,17 @@ def _atomic_write(target: Path, write: Callable[[Any], None]) -> None:
     atomic_write(target, to_file)
 
 
+def _make_dir(folder: Path, target: Path) -> None:
+    """``folder.mkdir(parents=True, exist_ok=True)``; a file in the way is a ValueError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise ValueError(
+            f"Cannot write an SAE to '{target}': a file is in the way of the folder "
+            f"'{folder}' ({type(exc).__name__}). Choose another path."
+        ) from exc
+
+
 def saelens_config(sae: SAE, dtype: str = "float64") -> dict[str, Any]:
     """The ``cfg.json`` written by :func:`save_sae` for a standard (ReLU) SAELens SAE.
 
@@ -563,7 +581,7 @@ def save_sae(
     if fmt == "npz":
         if p.is_dir():
             raise ValueError(f"Cannot write an .npz file to '{p}': it is a directory.")
-        p.parent.mkdir(parents=True, exist_ok=True)
+        _make_dir(p.parent, p)
         _atomic_write(p, lambda fh: np.savez(fh, **arrays))
         return
     if p.exists() and not p.is_dir():
@@ -571,7 +589,7 @@ def save_sae(
             f"Cannot write the SAELens layout to '{p}': it is a file, and the layout is a "
             "directory. Pass a directory path, or a path ending in '.npz'."
         )
-    p.mkdir(parents=True, exist_ok=True)
+    _make_dir(p, p)
     from safetensors.numpy import save
 
     blob = save(arrays, metadata={"format": "pt"})

@@ -38,6 +38,14 @@ def certify_path(
         reconstruction error and penalty (``cert.sae`` gives both parts, its L0 and ``K*``).
     """
     X = check_matrix("X", X)
+    if isinstance(lams, (str, bytes)) or not isinstance(lams, (Sequence, np.ndarray)) \
+            or np.ndim(lams) != 1:
+        hint = " (for one penalty pass [lam], or use convexdict.certify(X, lam))" \
+            if isinstance(lams, (int, float, np.number)) else ""
+        raise ValueError(
+            f"The 'lams' parameter must be a list or 1-D array of penalties > 0{hint}. Got "
+            f"{type(lams).__name__} {str(lams)[:60]}."
+        )
     values = [check_positive(f"lams[{i}]", lam) for i, lam in enumerate(lams)]
     if not values:
         raise ValueError("The 'lams' parameter must hold at least one penalty. Got none.")

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from solvers.objective import mean_terms
+
 from ._validation import check_matrix, check_positive, check_vector
 
 
@@ -175,11 +177,7 @@ def sae_loss_terms(sae: SAE, X: np.ndarray, lam: float) -> LossTerms:
     X = check_matrix("X", X, n_cols=sae.d_in)
     lam = check_positive("lam", lam, allow_zero=True)
     Z = sae.encode(X)
-    resid = X - sae.decode(Z)
-    n = X.shape[0]
-    recon = 0.5 * float(np.einsum("ij,ij->", resid, resid)) / n
-    penalty = lam * float(Z.sum(axis=0) @ sae.decoder_norms()) / n
-    return LossTerms(recon, penalty)
+    return LossTerms(*mean_terms(X - sae.decode(Z), Z, sae.decoder_norms(), lam))
 
 
 def sae_loss(sae: SAE, X: np.ndarray, lam: float) -> float:

@@ -31,7 +31,7 @@ from solvers.torch_blocks import FistaSettings
 from solvers.torch_joint import joint_wide_limit_torch
 
 from ._validation import check_int, check_positive
-from .blocks import decoder_block, encoder_block, encoder_gain_bound
+from .blocks import DECODER_SETTINGS, decoder_block, encoder_block, encoder_gain_bound
 from .diagnostics import Stationarity
 from .sae import SAE
 from .streaming import (
@@ -136,7 +136,7 @@ def compare_streamed(
     seed: int = 0,
     blocks: bool = True,
     encoder_iters: int = 3,
-    decoder_settings: FistaSettings = FistaSettings(max_iter=500, tol=1e-6),
+    decoder_settings: FistaSettings = DECODER_SETTINGS,
     progress: Any = None,
 ) -> Any:
     """Compare ``sae`` with what can be bounded at any size (see the module docstring).
@@ -244,8 +244,7 @@ def priceable(X: Any, max_entries: int = 2_000_000) -> bool:
 
     from solvers.pricing import sweep_cost
 
-    from .atoms import affine_frame
-    from .certify import MAX_SWEEP_EVENTS
+    from .atoms import MAX_SWEEP_EVENTS, affine_frame
 
     if isinstance(X, (str, os.PathLike, np.memmap)) or not hasattr(X, "shape"):
         return isinstance(X, (list, tuple))

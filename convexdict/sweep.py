@@ -34,7 +34,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from solvers.atomic import atomic_write
 
 from ._validation import check_int, check_positive
 from .tolerance import relative_gap
@@ -72,6 +73,12 @@ _NOT_TRAINER = {"lam", "width", "seed", "device", "quiet", "checkpoint_dir", "ch
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")[:80]
+
+
+def _number(value: float) -> str:
+    """``f"{value:g}"`` without the ``+`` of a positive exponent (``1e+300`` -> ``1e300``),
+    which :func:`_slug` would turn into a minus sign (``1e-300``)."""
+    return f"{value:g}".replace("e+", "e")
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,8 @@ class Cell:
     @property
     def cell_id(self) -> str:
         digest = hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode())
-        words = f"{self.data.label}_lam{self.lam:g}_w{self.width}_s{self.seed}_{self.trainer}"
+        words = (f"{self.data.label}_lam{_number(self.lam)}_w{self.width}_s{self.seed}_"
+                 f"{self.trainer}")
         return f"{_slug(words)}_{digest.hexdigest()[:10]}"
 
 
@@ -225,6 +233,39 @@ def parse_config(raw: Mapping[str, Any], source: str = "<dict>") -> SweepConfig:
         _values(sweep, "seeds", source, check_int),
         {name: {**table, "device": device} for name, table in trainers.items()}, dict(cert),
         threads)
+
+
+def check_data(config: SweepConfig, *, files: bool = True) -> None:
+    """Check every data spec before a run starts: toy names, and (``files=True``) that
+    each data file exists here and has a known extension.
+
+    Pass ``files=False`` when the workers read the data on another machine (a remote
+    scheduler): only toy names are checked then.
+
+    Raises
+    ------
+    ValueError
+        Naming ``sweep.data[i]``, what was expected and the spec received.
+    """
+    from .datasets import DATA_SUFFIXES, TOYS
+
+    for i, spec in enumerate(config.data):
+        key, text = f"sweep.data[{i}]", spec.spec
+        if text.startswith("toy:"):
+            if text[4:] not in TOYS:
+                raise ValueError(f"Sweep config: '{key}' must name a built-in toy "
+                                 f"({', '.join(TOYS)}); got {text!r}.")
+            continue
+        if not files:
+            continue
+        path = Path(text)
+        if not path.is_file():
+            raise ValueError(f"Sweep config: '{key}' must be 'toy:NAME' or an existing data "
+                             f"file; got {text!r}, which "
+                             f"{'is a directory' if path.is_dir() else 'does not exist'}.")
+        if path.suffix.lower() not in DATA_SUFFIXES:
+            raise ValueError(f"Sweep config: '{key}' must be a {', '.join(DATA_SUFFIXES)} file; "
+                             f"got {text!r}.")
 
 
 def load_config(path: str | os.PathLike[str]) -> SweepConfig:
@@ -390,15 +431,9 @@ def _plain(value: Any) -> Any:
 
 
 def _write_atomic(path: Path, write: Callable[[str], Any]) -> None:
-    """``write(tmp)`` next to ``path``, then ``os.replace``: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``write(tmp)`` next to ``path``, then ``os.replace`` (:func:`solvers.atomic.atomic_write`:
+    readers never see half a file, permissions follow the umask)."""
+    atomic_write(path, write)
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -466,7 +501,7 @@ def write_figures(frame: Any, frontiers: Mapping[str, Mapping], folder: Path) ->
                   for t, b in zip(runs["trainer"], runs["bound"], strict=True)]
         paths.append(plot_gap_vs_width(
             runs["width"].to_numpy(), runs["gap"].to_numpy(),
-            folder / f"gap_{_slug(data)}_lam{lam:g}.png", labels=labels,
+            folder / f"gap_{_slug(data)}_lam{_number(lam)}.png", labels=labels,
             width_needed=int(runs["k_star"].iloc[0]), title=f"{data}, lam={lam:g}"))
     for data, front in frontiers.items():
         pts = sorted(front["points"], key=lambda p: p["lam"])

@@ -238,18 +238,27 @@ class TrainResult:
 
 
 def _check_data(X: Any, name: str = "X") -> Any:
-    """An in-memory float array or a read-only memory map of a ``.npy`` file."""
+    """An in-memory float array or a read-only memory map of a ``.npy`` file.
+
+    A path goes through :func:`convexdict.datasets.load_data` with ``mmap=True`` (the one
+    loader: same checks as everywhere, a float ``.npy`` file stays a memory map).
+    """
     if isinstance(X, (str, os.PathLike)):
-        path = Path(X)
-        if path.suffix != ".npy":
+        from .datasets import load_data
+
+        if Path(X).suffix != ".npy":
             raise ValueError(
                 f"The '{name}' parameter must be an array or the path of a .npy file. Got "
-                f"{str(X)!r}; load other formats yourself (or use the CLI, which reads .npz "
-                "and .csv)."
+                f"{str(X)!r}; load other formats with convexdict.load_data (or use the CLI, "
+                "which reads .npz, .csv and .safetensors)."
             )
-        if not path.is_file():
-            raise FileNotFoundError(f"The '{name}' parameter names a missing file: {str(X)!r}.")
-        X = np.load(path, mmap_mode="r")
+        try:
+            X = load_data(X, mmap=True)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"The '{name}' parameter names a missing file: {str(X)!r}.") \
+                from exc
+        except ValueError as exc:
+            raise ValueError(f"The '{name}' parameter: {exc}") from exc
     if isinstance(X, np.ndarray) and X.dtype.kind == "f":
         if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
             raise ValueError(
@@ -347,6 +356,8 @@ def train_sae(
     checkpoint_dir : path, optional
         Write checkpoints there; with ``resume=True`` continue from the newest one.
     resume : bool
+        Continue from the newest readable checkpoint in ``checkpoint_dir``, skipping
+        truncated ones, and print the step resumed (see :func:`solvers.sgd.train`).
     quiet : bool
         No progress bar.
     return_history : bool

@@ -140,21 +140,26 @@ def _frame(Y, piv, Q, basis, rank_tol, tmp):
             return False
         _orthonormalise(Q[0], Q, 0)
         _orthonormalise(Q[1], Q, 1)
+    # Complement: project the standard basis vector with the largest projection (the
+    # largest diagonal entry of the projector, at least 1/2 then 1/4), twice.
     nq = piv.shape[0] - 1
-    for i in range(2):  # the standard basis vector with the largest projection
+    for i in range(2):
         best = -1.0
-        for e in range(r):
-            for t in range(r):
-                Q[nq, t] = 0.0
-            Q[nq, e] = 1.0
-            s = _orthonormalise(Q[nq], Q, nq)
-            if s > best:
-                best = s
-                for t in range(r):
-                    tmp[t] = Q[nq, t]
+        e = 0
+        for j in range(r):
+            dj = 1.0
+            for s in range(nq):
+                dj -= Q[s, j] * Q[s, j]
+            if dj > best:
+                best, e = dj, j
         for t in range(r):
-            Q[nq, t] = tmp[t]
-            basis[i, t] = tmp[t]
+            tmp[t] = 1.0 if t == e else 0.0
+            for s in range(nq):
+                tmp[t] -= Q[s, e] * Q[s, t]
+        nrm = np.sqrt(best)
+        for t in range(r):
+            Q[nq, t] = tmp[t] / nrm
+            basis[i, t] = Q[nq, t]
         nq += 1
     return True
 
@@ -251,6 +256,96 @@ def _recompute(W, valid, R, k, n0, n1, bounds, zero_tol, v):
 
 
 @njit(cache=True)
+def _events(nv, ev, c0, c1, M, best, idx, hn, W, valid, R, bounds, zero_tol, v):
+    """Both half turns of one pivot set: the best value above ``best``, its event
+    (position in sweep order, -1 if none) and half turn (``+1`` first, ``-1`` second).
+
+    ``M (p, 2)``, ``c0, c1`` hold the running sums at the start; ``ev`` the events.
+    """
+    p = M.shape[0]
+    best2 = best * best
+    best_i = -1
+    best_f = 1.0
+    for half in range(2):
+        f = 1.0 if half == 0 else -1.0
+        for i in range(nv):
+            a0 = f * ev[i, 0]
+            a1 = f * ev[i, 1]
+            c0 += a0
+            c1 += a1
+            for qq in range(p):
+                M[qq, 0] += ev[i, 5 + qq] * a0
+                M[qq, 1] += ev[i, 5 + qq] * a1
+            h0 = f * ev[i, 2]
+            h1 = f * ev[i, 3]
+            cn = c0 * h0 + c1 * h1
+            if cn > ev[i, 4]:
+                g2 = _value2(M, h0, h1, bounds, v)
+                if g2 > best2 * cn * cn:
+                    best = np.sqrt(g2) / cn
+                    best2 = best * best
+                    best_i, best_f = i, f
+            else:  # low total activation: recompute from the activations
+                k = idx[i]
+                val = _recompute(W, valid, R, k, h0 / hn[k], h1 / hn[k], bounds, zero_tol, v)
+                if val > best:
+                    best, best2 = val, val * val
+                    best_i, best_f = i, f
+    return best, best_i, best_f
+
+
+@njit(cache=True)
+def _events4(nv, ev, c0, c1, M, best, idx, hn, W, valid, R, bounds, zero_tol, v):
+    """:func:`_events` for one column group of at most 4 columns, the running sums in
+    registers (``ev`` zero-padded to 4 residual columns)."""
+    m00, m01, m10, m11 = M[0, 0], M[0, 1], M[1, 0], M[1, 1]
+    m20 = m21 = m30 = m31 = 0.0
+    if M.shape[0] > 2:
+        m20, m21 = M[2, 0], M[2, 1]
+    if M.shape[0] > 3:
+        m30, m31 = M[3, 0], M[3, 1]
+    best2 = best * best
+    best_i = -1
+    best_f = 1.0
+    for half in range(2):
+        f = 1.0 if half == 0 else -1.0
+        for i in range(nv):
+            a0 = f * ev[i, 0]
+            a1 = f * ev[i, 1]
+            c0 += a0
+            c1 += a1
+            r0, r1, r2, r3 = ev[i, 5], ev[i, 6], ev[i, 7], ev[i, 8]
+            m00 += r0 * a0
+            m01 += r0 * a1
+            m10 += r1 * a0
+            m11 += r1 * a1
+            m20 += r2 * a0
+            m21 += r2 * a1
+            m30 += r3 * a0
+            m31 += r3 * a1
+            h0 = f * ev[i, 2]
+            h1 = f * ev[i, 3]
+            cn = c0 * h0 + c1 * h1
+            if cn > ev[i, 4]:
+                v0 = m00 * h0 + m01 * h1
+                v1 = m10 * h0 + m11 * h1
+                v2 = m20 * h0 + m21 * h1
+                v3 = m30 * h0 + m31 * h1
+                g2 = v0 * v0 + v1 * v1 + v2 * v2 + v3 * v3
+                if g2 > best2 * cn * cn:
+                    best = np.sqrt(g2) / cn
+                    best2 = best * best
+                    best_i, best_f = i, f
+            else:  # low total activation: recompute from the activations
+                k = idx[i]
+                val = _recompute(W, valid, R, k, h0 / hn[k], h1 / hn[k], bounds, zero_tol, v)
+                if val > best:
+                    best, best2 = val, val * val
+                    best_i, best_f = i, f
+    return best, best_i, best_f
+
+
+@njit(cache=True)
 def _push(top_v, top_u, c, val, u):
     """Insert ``(val, u)`` into chunk ``c``'s top list if it beats the smallest kept."""
     K = top_v.shape[1]
@@ -300,7 +395,8 @@ def sweep_chunks(Y, R, bounds, K, n_chunks, part, n_parts, recompute_below, zero
     top_v = np.zeros((n_chunks, K))
     top_u = np.zeros((n_chunks, K, r + 1))
     events = np.zeros(n_chunks, dtype=np.int64)
-    bits, passes = (8, 3) if N <= 2048 else (11, 2)
+    bits, passes = (6, 4) if N <= 128 else (8, 3) if N <= 2048 else (11, 2)
+    fast = p <= 4 and bounds.shape[0] == 1
     for c in prange(n_chunks):
         if c % n_parts != part:
             continue
@@ -323,12 +419,9 @@ def sweep_chunks(Y, R, bounds, K, n_chunks, part, n_parts, recompute_below, zero
         idx2 = np.empty(N, dtype=np.int64)
         fk = np.empty(N)
         cnt = np.empty((passes, 1 << bits), dtype=np.int64)
-        e0 = np.empty(N)  # sorted: the update direction of the first half turn
-        e1 = np.empty(N)
-        gx = np.empty(N)  # sorted: the event's (unnormalised) normal in the first half turn
-        gy = np.empty(N)
-        floor = np.empty(N)
-        Rs = np.empty((N, p))
+        # Per event in sweep order: the first half turn's update direction (2), its
+        # unnormalised normal (2), the recompute floor, the residual row (p, padded to 4).
+        ev = np.zeros((N, 5 + max(p, 4)))
         M = np.zeros((p, 2))
         v = np.empty(p)
         u = np.empty(r + 1)
@@ -373,52 +466,31 @@ def sweep_chunks(Y, R, bounds, K, n_chunks, part, n_parts, recompute_below, zero
                 else:  # inactive at the start: enters first
                     key[k] = 1.0 - a1 / (abs(a1) - a0)
             _radix_sort(key, idx, nv, q, q2, idx2, fk, cnt, bits, passes)
-            for i in range(nv):
+            for i in range(nv):  # event data in sweep order, one row per point
                 k = idx[i]
                 a0 = W[k, 0]
                 a1 = W[k, 1]
                 if a0 > 0 or (a0 == 0 and a1 < 0):
-                    e0[i], e1[i], gx[i], gy[i] = -a0, -a1, -a1, a0
+                    ev[i, 0], ev[i, 1], ev[i, 2], ev[i, 3] = -a0, -a1, -a1, a0
                 else:
-                    e0[i], e1[i], gx[i], gy[i] = a0, a1, a1, -a0
-                floor[i] = recompute_below * scale * hn[k]
+                    ev[i, 0], ev[i, 1], ev[i, 2], ev[i, 3] = a0, a1, a1, -a0
+                ev[i, 4] = recompute_below * scale * hn[k]
                 for qq in range(p):
-                    Rs[i, qq] = R[k, qq]
+                    ev[i, 5 + qq] = R[k, qq]
             best = _threshold(top_v, c)
-            best2 = best * best
-            best_i = -1
-            best_f = 1.0
-            for half in range(2):
-                f = 1.0 if half == 0 else -1.0
-                for i in range(nv):
-                    a0 = f * e0[i]
-                    a1 = f * e1[i]
-                    c0 += a0
-                    c1 += a1
-                    for qq in range(p):
-                        M[qq, 0] += Rs[i, qq] * a0
-                        M[qq, 1] += Rs[i, qq] * a1
-                    h0 = f * gx[i]
-                    h1 = f * gy[i]
-                    cn = c0 * h0 + c1 * h1
-                    if cn > floor[i]:
-                        g2 = _value2(M, h0, h1, bounds, v)
-                        if g2 > best2 * cn * cn:
-                            best = np.sqrt(g2) / cn
-                            best2 = best * best
-                            best_i, best_f = i, f
-                    else:  # low total activation: recompute from the activations
-                        k = idx[i]
-                        n0, n1 = h0 / hn[k], h1 / hn[k]
-                        val = _recompute(W, valid, R, k, n0, n1, bounds, zero_tol, v)
-                        if val > best:
-                            best, best2 = val, val * val
-                            best_i, best_f = i, f
+            if fast:
+                best, best_i, best_f = _events4(
+                    nv, ev, c0, c1, M, best, idx, hn, W, valid, R, bounds, zero_tol, v
+                )
+            else:
+                best, best_i, best_f = _events(
+                    nv, ev, c0, c1, M, best, idx, hn, W, valid, R, bounds, zero_tol, v
+                )
             n_events += 2 * nv
             if best_i >= 0:
                 k = idx[best_i]
-                n0 = best_f * gx[best_i] / hn[k]
-                n1 = best_f * gy[best_i] / hn[k]
+                n0 = best_f * ev[best_i, 2] / hn[k]
+                n1 = best_f * ev[best_i, 3] / hn[k]
                 off = 0.0
                 for t in range(r):
                     u[t] = basis[0, t] * n0 + basis[1, t] * n1

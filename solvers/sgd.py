@@ -462,25 +462,27 @@ def _resume_state(directory: Path, rank: int) -> dict[str, Any] | None:
     if not found:
         _say(f"resume: no checkpoint in {directory}; starting from step 0", rank)
         return None
-    skipped: list[str] = []
-    for step, path in reversed(found):
+    skipped: list[tuple[Path, str]] = []
+    for _, path in reversed(found):
         try:
             state = _read_checkpoint(path)
         except ValueError as exc:
-            skipped.append(str(exc))
+            skipped.append((path, str(exc)))
             continue
-        if rank == 0:
-            for _, bad in found:
-                if bad.name in " ".join(skipped):
+        note = ""
+        if skipped:
+            note = (f"; skipped {len(skipped)} unreadable newer checkpoint(s), renamed to "
+                    f"*.unreadable: {'; '.join(why for _, why in skipped)}")
+            if rank == 0:
+                for bad, _ in skipped:
                     bad.replace(bad.with_name(bad.name + ".unreadable"))
-        note = f" (skipped {len(skipped)} unreadable newer checkpoint(s): " \
-            f"{'; '.join(skipped)})" if skipped else ""
-        _say(f"resume: resumed from step {int(state['step'])} ({path.name}){note}", rank)
+        _say(f"resume: resumed from step {int(state['step'])} ({path}){note}", rank)
         state["_path"] = path
         return state
     raise ValueError(
         f"The 'checkpoint_dir' {str(directory)!r} holds {len(found)} checkpoint(s) but none is "
-        f"readable ({'; '.join(skipped)}). Delete them or use another 'checkpoint_dir'."
+        f"readable ({'; '.join(why for _, why in skipped)}). Delete them or use another "
+        "'checkpoint_dir'."
     )
 
 
@@ -583,9 +585,12 @@ def train(
     progress : bool, optional
         Show a rich progress bar (default: ``not config.quiet``; rank 0 only).
     resume : bool
-        Continue from the newest checkpoint in ``config.checkpoint_dir`` if there is
-        one (the checkpoint must come from a run with the same trajectory settings and
-        data shape); start afresh otherwise.
+        Continue from the newest readable checkpoint in ``config.checkpoint_dir`` (it
+        must come from a run with the same trajectory settings and data shape) and print
+        one line to stderr naming the step resumed; unreadable newer checkpoints (e.g.
+        truncated by a kill) are skipped and renamed ``*.unreadable``. Without any
+        checkpoint, print one line and start from step 0; with checkpoints of which none
+        is readable, raise ``ValueError``.
     stop_after : int, optional
         Stop once this many steps are done (writing a checkpoint there), as if
         interrupted; a later ``resume=True`` call finishes the run.

@@ -113,6 +113,9 @@ class FistaSettings:
     check_every: int = 10
 
 
+_DEFAULT = FistaSettings()
+
+
 @dataclass(frozen=True)
 class DecoderSolution:
     """A point of the decoder block from :func:`solve_decoder_block`.
@@ -164,7 +167,7 @@ def solve_decoder_block(
     lam: float,
     *,
     W0: torch.Tensor | None = None,
-    settings: FistaSettings = FistaSettings(),
+    settings: FistaSettings = _DEFAULT,
 ) -> DecoderSolution:
     """Solve the decoder block from its Gram matrices (see the module docstring).
 
@@ -227,7 +230,10 @@ def solve_decoder_block(
                 if primal - dual <= settings.tol * primal:
                     break
         V = best[1]
-    primal, dual = _gap_terms(V, H @ V, C, w, xx, n) if idx.numel() else (0.5 * xx / n, 0.5 * xx / n)
+    if idx.numel():
+        primal, dual = _gap_terms(V, H @ V, C, w, xx, n)
+    else:
+        primal = dual = 0.5 * xx / n
     done = primal - dual <= settings.tol * primal
     W = torch.zeros((K, d), dtype=dt, device=dev)
     W[idx] = V / s[:, None]

@@ -105,9 +105,13 @@ def direction_pass(X, p: SAETensors, dW: torch.Tensor, db: torch.Tensor, rows: i
         ``inf`` where no constraint limits the step.
     DtD : Tensor of shape (K, K)
         ``(S * dP)^T (S * dP)`` in float64.
+    blocking : Tensor of shape (K, d + 1)
+        The row ``(x_n, 1)`` of the sample that sets ``t_max`` (zeros where none does).
     """
     K = p.W_enc.shape[1]
+    d = p.W_enc.shape[0]
     t_max = torch.full((K,), float("inf"), dtype=torch.float64, device=device)
+    blocking = torch.zeros((K, d + 1), dtype=dtype, device=device)
     DtD = torch.zeros((K, K), dtype=torch.float64, device=device)
     both_W = torch.cat([p.W_enc, dW], dim=1)
     both_b = torch.cat([p.b_enc, db])
@@ -118,10 +122,27 @@ def direction_pass(X, p: SAETensors, dW: torch.Tensor, db: torch.Tensor, rows: i
         S = P > 0
         leaving = torch.where(S, dP < 0, dP > 0)
         ratio = torch.where(leaving, -P / torch.where(leaving, dP, torch.ones_like(dP)), inf)
-        t_max = torch.minimum(t_max, ratio.min(0).values.double())
+        low, arg = ratio.min(0)
+        better = low.double() < t_max
+        if bool(better.any()):
+            rows = torch.cat([Xb[arg], torch.ones((K, 1), dtype=dtype, device=device)], dim=1)
+            blocking = torch.where(better[:, None], rows, blocking)
+            t_max = torch.where(better, low.double(), t_max)
         D = torch.where(S, dP, torch.zeros((), dtype=dtype, device=device))
         DtD += t_matmul(D, D).double()
-    return t_max, DtD
+    return t_max, DtD, blocking
+
+
+def _project(dW: torch.Tensor, db: torch.Tensor, pinned: torch.Tensor):
+    """Remove from each latent's direction its components along its pinned rows.
+
+    ``pinned (K, m, d + 1)`` holds rows ``(x_n, 1)`` of samples on latent ``k``'s hyperplane
+    (zero rows are padding); the projected direction keeps them there (``dP = 0``).
+    """
+    delta = torch.cat([dW.T, db[:, None]], dim=1)  # (K, d + 1)
+    coef = torch.linalg.pinv(pinned.transpose(1, 2)) @ delta[:, :, None]  # (K, m, 1)
+    delta = delta - (pinned.transpose(1, 2) @ coef)[:, :, 0]
+    return delta[:, :-1].T.contiguous(), delta[:, -1].contiguous()
 
 
 def encoder_descent(
@@ -135,6 +156,7 @@ def encoder_descent(
     dtype=torch.float64,
     qp_iters: int = 500,
     rel_stop: float = 1e-12,
+    pin: int = 8,
 ) -> EncoderDescent:
     """Feasible descent on the encoder block (see the module docstring).
 
@@ -153,6 +175,10 @@ def encoder_descent(
         Iterations of the per-latent step-size QP.
     rel_stop : float
         Stop when a step's predicted decrease is below ``rel_stop`` times the loss.
+    pin : int
+        Samples remembered per latent on its hyperplane (where a step stopped at the ratio
+        test); later directions are projected to keep them there, so a latent whose step
+        is blocked by a sample on its boundary can still move along it.
 
     Returns
     -------
@@ -162,14 +188,19 @@ def encoder_descent(
     loss, gW, gb = gradient_pass(X, p, lam, rows, device, dtype)
     out = EncoderDescent(p, [loss], 1)
     WdG = (p.W_dec @ p.W_dec.T).double()
-    for _ in range(iters):
-        dW, db = -gW, -gb
-        slope = -((gW.double() ** 2).sum(0) + gb.double() ** 2)
+    K, d = p.W_enc.shape[1], p.W_enc.shape[0]
+    pinned = torch.zeros((K, pin, d + 1), dtype=dtype, device=device)
+    for it in range(iters):
+        dW, db = _project(-gW, -gb, pinned) if it else (-gW, -gb)
+        slope = (gW * dW).double().sum(0) + (gb * db).double()
         if float(slope.abs().sum()) == 0.0:
             break
-        t_max, DtD = direction_pass(X, out.params, dW, db, rows, device, dtype)
+        t_max, DtD, blocking = direction_pass(X, out.params, dW, db, rows, device, dtype)
         out.passes += 1
         s, predicted = solve_box_qp(slope, DtD * WdG / n, t_max, max_iter=qp_iters)
+        hit = torch.isfinite(t_max) & (s >= t_max * (1 - 1e-9)) & (t_max > 0) | (t_max == 0)
+        pinned = torch.where(hit[:, None, None],
+                             torch.cat([blocking[:, None, :], pinned[:, :-1]], dim=1), pinned)
         if -predicted <= rel_stop * abs(out.losses[-1]):
             break
         s = s.to(dtype)

@@ -29,3 +29,15 @@ def random_sae(rng, d, width, scale=1.0):
         rng.normal(size=(width, d)) * scale,
         rng.normal(size=d),
     )
+
+
+@pytest.fixture(autouse=True)
+def _verify_every_certificate(monkeypatch):
+    """With CONVEXDICT_VERIFY_CERTIFICATES=1, every ``cd.certify`` call is checked by the
+    independent exact verifier (``tests/_verify_all.py``); off by default (CI budget)."""
+    if os.environ.get("CONVEXDICT_VERIFY_CERTIFICATES") == "1":
+        import convexdict
+        from _verify_all import audited
+
+        monkeypatch.setattr(convexdict, "certify", audited(convexdict.certify))
+    yield

@@ -203,3 +203,20 @@ def test_saelens_loads_the_polished_sae(rng, tmp_path):
     with torch.no_grad():
         out = theirs(torch.as_tensor(X, dtype=theirs.W_enc.dtype)).double().numpy()
     np.testing.assert_allclose(out, res.sae.reconstruct(X), rtol=1e-6, atol=1e-8)
+
+
+def test_cli_compare_and_polish_on_a_memmap(rng, tmp_path, capsys):
+    from convexdict.cli import main
+
+    X = sparse_data(rng, 200, 16).astype(np.float32)
+    np.save(tmp_path / "acts.npy", X)
+    random_sae(rng, 16, 24, scale=0.3).save(tmp_path / "sae")
+    sae, acts = str(tmp_path / "sae"), str(tmp_path / "acts.npy")
+    assert main(["compare", sae, acts, "--lam", "0.2", "--device", "cpu", "--batch-size", "64",
+                 "--max-samples", "150", "--latents", str(tmp_path / "lat.csv")]) == 0
+    assert (tmp_path / "lat.csv").read_text().count("\n") == 25
+    assert main(["polish", sae, acts, "--lam", "0.2", "--out", str(tmp_path / "pol"),
+                 "--rounds", "1", "--device", "cpu"]) == 0
+    assert cd.SAE.load(str(tmp_path / "pol")).width == 24
+    assert main(["polish", sae, acts, "--lam", "0.2", "--out", acts]) == 2
+    assert "error" in capsys.readouterr().err

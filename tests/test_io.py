@@ -515,3 +515,17 @@ def test_to_canonical_loss_dispatches():
         to_canonical_loss({"mse_loss": 1.0}, source="sklearn")
     with pytest.raises(ValueError, match="l1_coefficient"):
         saelens_to_canonical(1.0, l1_coefficient=0.0)
+
+
+def test_save_through_a_file_is_a_value_error(tmp_path):
+    (tmp_path / "f").write_text("x")
+    for target in (tmp_path / "f" / "sae", tmp_path / "f" / "deep" / "w.npz"):
+        with pytest.raises(ValueError, match="in the way") as err:
+            save_sae(random_sae(), target)
+        assert str(target) in str(err.value)
+
+
+def test_extreme_norm_scaling_factor_is_a_value_error(tmp_path):
+    write_saelens(tmp_path / "s", raw_tensors(), normalize_activations="expected_average_only_in")
+    with pytest.raises(ValueError, match="'norm_scaling_factor'"):
+        load_sae(tmp_path / "s", norm_scaling_factor=1.7e308)

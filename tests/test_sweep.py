@@ -217,3 +217,54 @@ def test_cell_ids_are_stable_and_follow_every_setting(tmp_path):
     changed = load_config(write(tmp_path, TINY.replace("lr = 0.01", "lr = 0.02", 1), "b.toml"))
     new = {c.trainer: c.cell_id for c in changed.cells() if c.width == 2}
     assert new["relu"] not in ids and new["top1"] in ids
+
+
+# --------------------------------------------------------------------------- issue 12
+
+
+def test_huge_lam_keeps_its_exponent_in_cell_ids(tmp_path):
+    ids = [c.cell_id for c in load_config(write(tmp_path, TINY.replace(
+        "lams = [0.3]", "lams = [1e+300, 1e-300, 2e6]"))).cells()]
+    assert any("-lam1e300-" in i for i in ids) and any("-lam1e-300-" in i for i in ids)
+    assert any("-lam2e06-" in i for i in ids)
+    assert len(set(ids)) == len(ids) == 12
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [('"toy:no_such_toy"', "sweep.data[1]"), ('"missing.npy"', "does not exist"),
+     ('"."', "is a directory")],
+)
+def test_bad_data_is_refused_before_the_run(tmp_path, capsys, data, expected):
+    config = write(tmp_path, TINY.replace("max_samples = 40}]", f"max_samples = 40}}, {data}]"))
+    code = main(["sweep", str(config), "--workers", "1", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert expected in err and "sweep.data[1]" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_out_is_refused_before_the_run(tmp_path, capsys):
+    config = write(tmp_path, TINY)
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "out"):
+        code = main(["sweep", str(config), "--workers", "1", "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "--out" in err
+
+
+def test_failed_cells_exit_1_and_files_follow_the_umask(tmp_path, cluster, capsys):
+    config = write(tmp_path, TINY.replace("k = 1", "k = 9").replace(
+        "[trainers.relu]\nsteps = 30\nlr = 0.01\nbatch_size = 40\n", ""))
+    old = os.umask(0o022)
+    try:
+        code = main(["sweep", str(config), "--scheduler", cluster.scheduler_address,
+                     "--out", str(tmp_path / "out"), "--no-figures"])
+    finally:
+        os.umask(old)
+    printed = capsys.readouterr().out
+    assert code == 1 and "2 cells: 0 already done, 2 run, 2 failed" in printed, printed
+    written = [tmp_path / "out" / "results.csv", *(tmp_path / "out" / "cells").iterdir()]
+    for path in written:
+        assert path.stat().st_mode & 0o777 == 0o644, path
+    assert not list((tmp_path / "out").rglob("*.tmp"))

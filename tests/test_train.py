@@ -305,20 +305,156 @@ def test_cli_bad_lam_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_reads_npz_and_csv_without_a_datasets_module(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_reads_every_format_through_the_one_loader(tmp_path: Path) -> None:
+    """Issue 12: train had its own .npy loader; now convexdict.datasets.load_data(mmap=True)."""
     from convexdict.cli import train as cli_train
+    from convexdict.datasets import load_data
 
-    real = cli_train.importlib.util.find_spec
-    monkeypatch.setattr(cli_train.importlib.util, "find_spec",
-                        lambda name: None if name == "convexdict.datasets" else real(name))
     X = _toy(n=12)
     np.savez(tmp_path / "a.npz", other=np.zeros(3), X=X)
     np.savetxt(tmp_path / "b.csv", X, delimiter=",", header="a,b,c,d,e", comments="")
     np.testing.assert_array_equal(cli_train.load_data(str(tmp_path / "a.npz")), X)
     np.testing.assert_allclose(cli_train.load_data(str(tmp_path / "b.csv")), X)
-    np.save(tmp_path / "c.npy", X)
-    assert isinstance(cli_train.load_data(str(tmp_path / "c.npy")), np.memmap)
+    np.save(tmp_path / "c.npy", X.astype(np.float32))
+    mapped = cli_train.load_data(str(tmp_path / "c.npy"))
+    assert isinstance(mapped, np.memmap) and mapped.dtype == np.float32
+    np.testing.assert_array_equal(mapped, load_data(str(tmp_path / "c.npy")))
+    np.save(tmp_path / "nan.npy", np.where(X > 1.5, np.nan, X))
+    with pytest.raises(ValueError, match="NaN"):
+        cli_train.load_data(str(tmp_path / "nan.npy"))
+
+
+def _one_line_exit_2(code: int, capsys: pytest.CaptureFixture) -> str:
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+def _train_argv(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", str(data), "--lam", "0.05", "--width", "4", "--steps", "20",
+            "--batch-size", "16", "--device", "cpu", "--quiet", "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("lam", ["0", "-0.0", "nan", "inf"])
+def test_cli_lam_zero_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                 lam: str) -> None:
+    np.save(tmp_path / "x.npy", _toy(n=30))
+    argv = _train_argv(tmp_path / "x.npy", tmp_path / "run", "--checkpoint-dir",
+                       str(tmp_path / "ck"))
+    argv[argv.index("--lam") + 1] = lam
+    err = _one_line_exit_2(main(argv), capsys)
+    assert "'lam'" in err and "(0, inf)" in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "ck").exists()
+
+
+def test_cli_train_help_says_lam_positive(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(> 0)" in text and ">= 0" not in text
+
+
+@pytest.mark.parametrize("content", [b"", b"\x93NUMPY", b"junk"])
+def test_cli_empty_or_corrupt_npy_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                             content: bytes) -> None:
+    (tmp_path / "x.npy").write_bytes(content)
+    err = _one_line_exit_2(main(_train_argv(tmp_path / "x.npy", tmp_path / "run")), capsys)
+    assert "x.npy" in err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="'X'.*x.npy"):
+        train_sae(str(tmp_path / "x.npy"), 0.1, 4, steps=2, device="cpu")
+
+
+def test_cli_bad_output_paths_fail_before_any_work(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    np.save(tmp_path / "x.npy", _toy(n=30))
+    (tmp_path / "file").write_text("not a folder")
+    for extra, flag in ((["--out", str(tmp_path / "file" / "run")], "--out"),
+                        (["--out", str(tmp_path / "file")], "--out"),
+                        (["--checkpoint-dir", str(tmp_path / "file")], "--checkpoint-dir"),
+                        (["--checkpoint-dir", str(tmp_path / "file" / "ck")],
+                         "--checkpoint-dir")):
+        err = _one_line_exit_2(main(_train_argv(tmp_path / "x.npy", tmp_path / "run", *extra)),
+                               capsys)
+        assert flag in err
+    assert not (tmp_path / "run").exists()
+    err = _one_line_exit_2(main(_train_argv(tmp_path / "x.npy", tmp_path / "run", "--resume")),
+                           capsys)
+    assert "--checkpoint-dir" in err
+
+
+def test_cli_outputs_get_umask_permissions(tmp_path: Path) -> None:
+    """Issue 12: mkstemp left outputs at mode 0600."""
+    np.save(tmp_path / "x.npy", _toy(n=30))
+    old = os.umask(0o027)
+    try:
+        assert main(_train_argv(tmp_path / "x.npy", tmp_path / "run", "--checkpoint-dir",
+                                str(tmp_path / "ck"))) == 0
+    finally:
+        os.umask(old)
+    files = [*(tmp_path / "run").iterdir(), *(tmp_path / "ck").iterdir()]
+    assert {"summary.json", "history.npz", "cfg.json"} <= {f.name for f in files}
+    for f in files:
+        assert not f.name.endswith(".tmp")
+        assert f.stat().st_mode & 0o777 == 0o666 & ~0o027, f
+
+
+# ---------------------------------------------------------------------------- resume fallback
+_RESUME = {"lam": 0.05, "width": 6, "steps": 40, "batch_size": 32, "lr": 3e-3, "quiet": True,
+           "checkpoint_every": 10, "log_every": 5}
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+
+
+def test_resume_falls_back_past_a_truncated_checkpoint(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    X = _toy()
+    reference = train(X, TrainConfig(**_RESUME))
+    config = TrainConfig(**_RESUME, checkpoint_dir=str(tmp_path))
+    train(X, config, stop_after=30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_00000020.pt", "ckpt_00000030.pt"]
+    _truncate(tmp_path / "ckpt_00000030.pt")
+    capsys.readouterr()
+    resumed = train(X, config, resume=True)
+    err = capsys.readouterr().err
+    assert "resumed from step 20" in err and "ckpt_00000030.pt" in err
+    assert len(err.strip().splitlines()) == 1
+    assert resumed["step"] == 40
+    _assert_same(resumed, reference)  # nothing lost but the steps after step 20
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "ckpt_00000030.pt.unreadable" in names and "ckpt_00000040.pt" in names
+
+
+def test_resume_without_checkpoints_starts_at_step_0(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    X = _toy()
+    config = TrainConfig(**_RESUME, checkpoint_dir=str(tmp_path / "none"))
+    out = train(X, config, resume=True)
+    err = capsys.readouterr().err
+    assert "no checkpoint" in err and "step 0" in err and len(err.strip().splitlines()) == 1
+    _assert_same(out, train(X, TrainConfig(**_RESUME)))
+
+
+def test_resume_with_only_unreadable_checkpoints(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    X = _toy()
+    config = TrainConfig(**_RESUME, checkpoint_dir=str(tmp_path / "ck"))
+    train(X, config, stop_after=20)
+    for path in (tmp_path / "ck").iterdir():
+        _truncate(path)
+    with pytest.raises(ValueError, match="'checkpoint_dir'.*none is readable"):
+        train(X, config, resume=True)
+    np.save(tmp_path / "x.npy", X)
+    capsys.readouterr()
+    argv = ["train", str(tmp_path / "x.npy"), "--lam", "0.05", "--width", "6", "--steps", "40",
+            "--batch-size", "32", "--lr", "3e-3", "--device", "cpu", "--quiet", "--out",
+            str(tmp_path / "run"), "--checkpoint-dir", str(tmp_path / "ck"), "--resume"]
+    err = _one_line_exit_2(main(argv), capsys)
+    assert "none is readable" in err and "ckpt_00000020.pt" in err
 
 
 # ---------------------------------------------------------------------------- GPU

@@ -100,6 +100,30 @@ def test_save_refuses_a_certificate_without_its_data_hash(saved):
         certificate_payload(replace(cert, data_sha256=""))
 
 
+def test_the_verifier_imports_nothing_from_the_finder():
+    import ast
+    import sys
+    from pathlib import Path
+
+    import convexdict.verification as package
+
+    allowed = {"numpy", "__future__"} | set(sys.stdlib_module_names)
+    for path in Path(package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level == 1:  # inside the verification package
+                    continue
+                names = [("." * node.level) + (node.module or "")]
+            else:
+                continue
+            for name in names:
+                ok = name.split(".")[0] in allowed or name in ("..certificate_file",
+                                                                "..tolerance")
+                assert ok, f"{path.name} imports {name}"
+
+
 # --- finder certificates verify exactly ----------------------------------------------------
 
 
@@ -155,13 +179,14 @@ def test_transcoder_and_crosscoder_certificates_verify(tmp_path):
 
 def test_fixed_width_tree_claim_is_out_of_reach_with_the_wide_bound(tmp_path):
     X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.2]])
-    cert = cd.certify(X, 0.05, width=1, time_limit=30)
+    cert = cd.certify(X, 0.05, width=1, time_limit=10, max_nodes=40)
     cert.save(tmp_path / "f.npz")
     meta = json.loads(np.load(tmp_path / "f.npz")["meta"].item())
     assert meta["fixed_width"]["not_checkable"]
     result = _check_both(tmp_path / "f.npz", X)
     assert result.status == "out_of_reach" and "branch-and-bound tree" in result.reason
-    assert result.upper_interval[0] <= cert.upper_bound <= result.upper_interval[1]
+    up = result.upper_interval
+    assert up[0] * (1 - 1e-9) <= cert.upper_bound <= up[1] * (1 + 1e-9)
     assert np.isfinite(result.lower_interval[0])  # the verified wide bound
     assert result.lower_interval[1] < cert.lower_bound
 
@@ -296,10 +321,13 @@ def test_enumeration_matches_a_bruteforce_reference_at_the_boundary(data):
     Xi, e = dyadic(X)
     dual = exact_centred(R)
     root = float(best) ** 0.5
+    exact_norms = 0
     for lam in (np.nextafter(root, 0), root, np.nextafter(root, 2 * root)):
         res = check_feasible(X, Xi, e, dual, float(lam), [slice(0, 2)])
         assert res.feasible == (Fraction(float(lam)) ** 2 >= best), (data, lam)
         assert res.rank == len(exact_columns(Xi))
+        exact_norms += res.n_norm_fallbacks
+    assert exact_norms > 0  # one ulp from the maximum, the norm filter defers to exact
 
 
 @pytest.mark.parametrize("kind", ["near_line", "offset_1e8", "nearly_collinear"])
@@ -323,6 +351,21 @@ def test_near_degenerate_certificates_float_and_exact_agree(kind, tmp_path):
     assert result.details["rank"] == 2
 
 
+@pytest.mark.xfail(strict=False, reason="the finder's float affine-hull cut-off (1e-12) "
+                   "treats data 1e-13 off a line as rank 1; the exact rank is 2 and the "
+                   "dual point violates rank-2 atoms by ~1e-9 (CONTRACTS: the finder is "
+                   "then wrong to claim certified)")
+def test_finder_never_claims_what_exact_verification_refutes(tmp_path):
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=10)
+    X = np.column_stack([t, 0.5 * t + 1e-13 * rng.normal(size=10)])
+    cert = cd.certify(X, 0.3)
+    cert.save(tmp_path / "c.npz")
+    result = verify(tmp_path / "c.npz", X)
+    assert result.details["rank"] == 2
+    assert not (cert.certified and result.status == "refuted"), result.reason
+
+
 # --- tampered files are refuted ------------------------------------------------------------
 
 
@@ -344,7 +387,7 @@ def _tampered(saved, tmp_path):
         "lam_up": dict(meta={"lam": 0.2 * 1.01}),
         "lam_down": dict(meta={"lam": 0.2 * 0.99}),
         "nan_weight": dict(arrays={"b_enc": np.full_like(npz["b_enc"], np.nan)}),
-        "claims_tighter": dict(meta={"lower_bound": cert.upper_bound}),
+        "claims_tighter": dict(meta={"lower_bound": cert.lower_bound * (1 + 1e-7)}),
     }
 
 
@@ -375,7 +418,7 @@ def test_above_the_cap_is_out_of_reach(saved):
     X, cert, path = saved
     result = verify(path, X, max_predicates=1_000)
     assert result.status == "out_of_reach" and "cap" in result.reason
-    assert result.upper_interval[0] <= cert.upper_bound <= result.upper_interval[1]
+    assert result.upper_interval[0] * (1 - 1e-9) <= cert.upper_bound
     assert np.isnan(result.lower_interval[0])
     assert verify(path, X, max_loss_terms=10).status == "out_of_reach"
 
@@ -421,3 +464,12 @@ def test_cli_exit_codes(saved, tmp_path, capsys):
     _one_line_error(capsys, main(["verify", str(tmp_path / "X.npy"), str(tmp_path / "X.npy")]))
     _one_line_error(capsys, main(["verify", str(path), str(tmp_path / "X.npy"), "--target",
                                   str(tmp_path / "X.npy")]))
+
+
+def test_cli_certify_save_then_verify(tmp_path, capsys):
+    np.save(tmp_path / "X.npy", clusters())
+    cert = tmp_path / "out" / "cert.npz"
+    assert main(["certify", str(tmp_path / "X.npy"), "--lam", "0.2", "--save", str(cert)]) == 0
+    assert "convexdict verify" in capsys.readouterr().out
+    assert main(["verify", str(cert), str(tmp_path / "X.npy")]) == 0
+    assert main(["verify", str(cert), str(tmp_path / "X.npy"), "--float"]) == 0

@@ -30,6 +30,13 @@ class CLIError(Exception):
     """An error in the user's input: printed as one line, exit code 2."""
 
 
+# Errors caused by the user's input (loaders convert theirs to ValueError naming the file
+# or argument; these OSErrors are about the user's own paths). Anything else is a bug and
+# keeps its traceback.
+USER_ERRORS = (CLIError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+               PermissionError, FileExistsError)
+
+
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:  # every --help shows the defaults
         kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
@@ -61,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = args.func(args)
-    except (CLIError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"convexdict {args.command}: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:  # the user's input, not a bug: one line, exit 2
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"convexdict {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"convexdict {args.command}: interrupted", file=sys.stderr)

@@ -15,8 +15,8 @@ from typing import Any
 
 from . import CLIError, field_table
 from .certify import say, write_json_atomic
-from .paths import check_output_file
 from .compare import VERDICT_STYLE
+from .paths import check_output_file
 
 
 def register(subparsers: Any) -> None:

@@ -65,6 +65,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-nodes", type=int, default=2_000_000,
                    help="relaxations the fixed-width branch and bound may solve")
     p.add_argument("--json", metavar="PATH", default=None, help="write the certificate here")
+    p.add_argument("--save", metavar="CERT", default=None,
+                   help="write the certificate file (.npz) that `convexdict verify` checks")
     p.set_defaults(func=run)
 
 
@@ -129,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_nodes < 1:
         raise CLIError(f"--max-nodes must be a positive integer. Got {args.max_nodes}.")
     check_output_file(args.json, "--json")
+    check_output_file(args.save, "--save")
     X = load_data(args.data)
     cert = certify(X, lam, width=args.width, solver=args.solver, tol=tol, method=args.method,
                    progress=True, time_limit=args.time_limit, max_nodes=args.max_nodes)
@@ -138,4 +141,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         out = write_json_atomic(args.json, cert.to_dict())
         say(console, f"certificate written to {out}")
+    if args.save is not None:
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        say(console, f"certificate file written to {cert.save(args.save)}; check it with "
+                     f"`convexdict verify {args.save} {args.data}`")
     return 0

@@ -5,14 +5,31 @@ by default, or on a running Dask scheduler with ``--scheduler tcp://HOST:8786`` 
 command on a laptop or a cluster). Each finished cell lands in ``DIR/cells/<id>.json`` at
 once; ``DIR/results.csv`` holds one row per finished cell; the same command rerun skips
 finished cells. See ``docs/sweeps.md`` for the TOML layout and SLURM.
+
+Exit codes: 0 when every cell is ok, 1 when some cell failed (its error is in its
+row), 2 for bad input found before the run (config, data specs, ``--out``, a missing
+``[sweep]`` extra).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from typing import Any
 
 from . import CLIError
+from .paths import check_output_dir
+
+# What ``pip install "convexdict[sweep]"`` brings (import name: distribution).
+SWEEP_MODULES = {"dask": "dask", "distributed": "distributed", "pandas": "pandas"}
+
+
+def _check_extra() -> None:
+    missing = [dist for module, dist in SWEEP_MODULES.items()
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        raise CLIError(f"convexdict sweep needs {', '.join(missing)}, which are not installed: "
+                       'pip install "convexdict[sweep]"')
 
 
 def register(subparsers: Any) -> None:
@@ -37,11 +54,16 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate the arguments and the config, run the sweep, print a summary."""
+    """Validate the arguments, the config and the data, run the sweep, print a summary.
+
+    Returns 0 when every cell is ok and 1 when some cell failed.
+    """
     from rich.console import Console
 
-    from ..sweep import load_config, run_sweep
+    from ..sweep import check_data, load_config, run_sweep
     from .certify import say
+
+    _check_extra()
 
     if args.workers is not None and args.workers < 1:
         raise CLIError(f"--workers must be a positive integer. Got {args.workers}.")
@@ -50,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
                        "those started for that scheduler (`dask worker ADDRESS`). Drop one.")
     try:
         config = load_config(args.config)
-    except ModuleNotFoundError as exc:  # no tomllib (Python 3.10) and no tomli
-        raise CLIError(str(exc)) from None
+    except ModuleNotFoundError:  # no tomllib (Python 3.10) and no tomli
+        raise CLIError('reading sweep configs on Python 3.10 needs tomli: '
+                       'pip install "convexdict[sweep]"') from None
+    check_data(config, files=args.scheduler is None)  # remote workers may see other files
+    check_output_dir(args.out, "--out")
     where = args.scheduler or f"a local cluster of {args.workers or 'CPU-count'} workers"
     console = Console()
     say(console, f"sweep: {len(config.cells())} cells on {where}; writing to {args.out}")
@@ -66,4 +91,4 @@ def run(args: argparse.Namespace) -> int:
     for _, row in failed.head(5).iterrows():
         say(console, f"failed {row['cell_id']} ({row['error_stage']}): {row['error_type']}: "
             f"{row['error_message']}")
-    return 0
+    return 1 if result.n_errors else 0

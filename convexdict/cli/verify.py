@@ -43,9 +43,11 @@ def run(args: argparse.Namespace) -> int:
     from ..datasets import load_data
     from ..verification import verify
     from . import CLIError
+    from .paths import check_output_file
 
     if args.target is not None and args.targets is not None:
         raise CLIError("--target and --targets are exclusive (transcoder vs crosscoder).")
+    check_output_file(args.json, "--json")
     X = load_data(args.data)
     target = load_data(args.target) if args.target is not None else None
     targets = [load_data(t) for t in args.targets] if args.targets is not None else None

@@ -17,7 +17,15 @@ from fractions import Fraction
 import numpy as np
 
 from ._enumerate import ExactDual
-from ._exact import align, dyadic, nearest_floats, sqrt_interval, to_fraction
+from ._exact import (
+    UNIT_ROUNDOFF,
+    align,
+    dyadic,
+    gamma,
+    nearest_floats,
+    sqrt_interval,
+    to_fraction,
+)
 
 
 def exact_centred(R: np.ndarray) -> ExactDual:
@@ -46,8 +54,8 @@ def dual_value(dual: ExactDual, T: np.ndarray) -> tuple[Fraction, Fraction]:
     -------
     value : Fraction
     magnitude : Fraction
-        ``(1/N) (|<Rc, T>| + ||Rc||^2 / 2)``, the scale against which a float evaluation of
-        ``value`` is accurate.
+        About ``(1/N) (sum |Rc| |T - mean T| + ||Rc||^2 / 2)``, the scale against which a
+        float evaluation of ``value`` is accurate (used only for the claim's slack).
     """
     n = dual.n
     if dual.Q.size == 0:
@@ -55,7 +63,9 @@ def dual_value(dual: ExactDual, T: np.ndarray) -> tuple[Fraction, Fraction]:
     Ti, et = dyadic(T)
     inner = to_fraction(int((dual.Q * Ti).sum()), dual.e + et, n)
     square = to_fraction(int((dual.Q * dual.Q).sum()), 2 * dual.e, n * n)
-    return (inner - square / 2) / n, (abs(inner) + square / 2) / n
+    spread = np.abs(dual.floats) * np.abs(T - T.mean(axis=0))  # for the slack only
+    magnitude = Fraction(float(spread.sum())) + square / 2
+    return (inner - square / 2) / n, magnitude / n
 
 
 def _norm_interval(W: np.ndarray) -> tuple[list[Fraction], list[Fraction]]:
@@ -128,6 +138,42 @@ def loss_interval(
         pen_hi += unit * sum((c * a for c, a in zip(counts, hi, strict=True)), Fraction(0))
     lam_q = Fraction(lam)
     return (sse / 2 + lam_q * pen_lo) / n, (sse / 2 + lam_q * pen_hi) / n
+
+
+def float_loss_error(
+    X: np.ndarray,
+    targets: list[np.ndarray],
+    W_enc: np.ndarray,
+    b_enc: np.ndarray,
+    decoders: list[tuple[np.ndarray, np.ndarray]],
+    lam: float,
+) -> float:
+    """An a priori bound on the error of any float64 evaluation of the loss.
+
+    Standard forward error bounds (``gamma_m`` per dot product of length ``m``, any
+    summation order), propagated through the codes, the residual, its square and the
+    penalty, then doubled. It measures how far an honest float64 claim can be from the
+    exact loss: large for data with huge offsets, where ``x W_enc + b_enc`` cancels.
+    Arguments as in :func:`loss_interval`.
+    """
+    n, d = X.shape
+    k = W_enc.shape[1]
+    with np.errstate(all="ignore"):
+        P = X @ W_enc + b_enc
+        Z = np.maximum(P, 0.0)
+        err_z = gamma(d + 2) * (np.abs(X) @ np.abs(W_enc) + np.abs(b_enc))
+        sse_err = pen_err = 0.0
+        for T, (W, b) in zip(targets, decoders, strict=True):
+            res = T - Z @ W - b
+            err_res = (gamma(k + 3) * (np.abs(T) + Z @ np.abs(W) + np.abs(b))
+                       + err_z @ np.abs(W) + UNIT_ROUNDOFF * np.abs(res))
+            sq = float((res * res).sum())
+            sse_err += gamma(res.size) * sq + float((2 * np.abs(res) * err_res + err_res**2).sum())
+            norms = np.linalg.norm(W, axis=1)
+            pen = float(Z.sum(axis=0) @ norms)
+            pen_err += lam * (gamma(n + W.shape[1] + 4) * pen + float(err_z.sum(axis=0) @ norms))
+        bound = 2.0 * (0.5 * sse_err + pen_err) / n
+    return bound if np.isfinite(bound) else np.inf
 
 
 def float_loss(

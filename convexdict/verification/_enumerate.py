@@ -23,6 +23,7 @@ Imports nothing from the finder.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from itertools import combinations, islice
@@ -165,7 +166,10 @@ def _signed_values(Y, Yi, e_y, subsets, normals):
         p0 = subsets[b, 0]
         exact = sum(int(c) * int(y - y0) for c, y, y0 in zip(normals[b], Yi[n], Yi[p0],
                                                                strict=True))
-        value = float(Fraction(exact) * Fraction(2) ** (e_y - shifts[b]))
+        try:
+            value = float(Fraction(exact) * Fraction(2) ** (e_y - shifts[b]))
+        except OverflowError:  # the norm check then falls back to integers
+            value = math.copysign(math.inf, exact)
         s[b, n] = value
         eb[b, n] = 0.0 if exact == 0 else UNIT_ROUNDOFF * abs(value) + TINY
     return s, eb, len(bs)

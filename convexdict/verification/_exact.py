@@ -118,7 +118,10 @@ def nearest_floats(Q: np.ndarray, den: int, e: int) -> np.ndarray:
     out = np.empty(Q.shape, dtype=np.float64)
     flat = out.reshape(-1)
     for i, q in enumerate(Q.reshape(-1)):
-        flat[i] = float(to_fraction(int(q), e, den))
+        try:
+            flat[i] = float(to_fraction(int(q), e, den))
+        except OverflowError:  # beyond float64: callers fall back to exact arithmetic
+            flat[i] = math.copysign(math.inf, int(q))
     return out
 
 

@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 
 from ..certificate_file import CertificateFile, data_sha256, load_certificate
-from ._bounds import dual_value, exact_centred, float_loss, loss_interval
+from ._bounds import dual_value, exact_centred, float_loss, float_loss_error, loss_interval
 from ._enumerate import check_feasible, count_subsets, exact_columns
 from ._exact import dyadic, float_interval
 from ._result import NAN_PAIR, Verification
 
-# Relative slack allowed between a claimed bound (a float64 evaluation) and its exact value.
+# Relative slack allowed between a claimed bound (a float64 evaluation) and its exact value
+# (for the loss: or the a priori error bound of a float64 evaluation, if larger).
 CLAIM_RTOL = 1e-9
 # Caps: (subset, sample) sign evaluations of the enumeration, and terms of the exact loss.
 MAX_PREDICATES = 400_000_000
@@ -218,7 +219,9 @@ def _run(cert, X, layers, out: Verification, exact, max_predicates, max_loss_ter
         else:
             up_lo = up_hi = Fraction(float_loss(X, T_layers, W_enc, b_enc, cert.decoders(), lam))
         out.upper_interval = float_interval(up_lo, up_hi)
-        _inside("upper_bound", out.claimed_upper, up_lo, up_hi, CLAIM_RTOL * up_hi)
+        rounding = float_loss_error(X, T_layers, W_enc, b_enc, cert.decoders(), lam)
+        slack = max(CLAIM_RTOL * up_hi, Fraction(rounding) if rounding < math.inf else up_hi)
+        _inside("upper_bound", out.claimed_upper, up_lo, up_hi, slack)
     else:
         up_hi = math.inf
         out.upper_interval = (math.inf, math.inf)
