@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solvers.dedup import first_unique_rows
 from solvers.pricing import (
     activations,
     count_candidates,
@@ -111,8 +112,7 @@ def atoms_from_hyperplanes(Y: np.ndarray, U: np.ndarray) -> AtomSet:
     keep = total > 0
     U, A, total = U[keep], A[keep], total[keep]
     E = A / total[:, None]
-    _, first = np.unique(np.round(E, 12), axis=0, return_index=True)
-    first = np.sort(first)
+    first = first_unique_rows(E)
     return AtomSet(U[first], E[first])
 
 
@@ -120,8 +120,7 @@ def merge_atoms(a: AtomSet, b: AtomSet) -> AtomSet:
     """Union of two atom sets without duplicate activation vectors (``a``'s order first)."""
     E = np.vstack([a.E, b.E])
     U = np.vstack([a.hyperplanes, b.hyperplanes])
-    _, first = np.unique(np.round(E, 12), axis=0, return_index=True)
-    first = np.sort(first)
+    first = first_unique_rows(E)
     return AtomSet(U[first], E[first])
 
 

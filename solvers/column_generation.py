@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cvxpy_group_lasso import GroupLassoProblem, GroupLassoSolution
+from .dedup import first_unique_rows
 from .pricing import PricingResult
 
 
@@ -50,10 +51,6 @@ class CGResult:
     solution: GroupLassoSolution
     converged: bool
     rounds: list[CGRound] = field(default_factory=list)
-
-
-def _rows_key(E: np.ndarray) -> set[bytes]:
-    return {row.tobytes() for row in np.round(E, 12)}
 
 
 def column_generation(
@@ -141,9 +138,8 @@ def column_generation(
             break
         violated = priced.hyperplanes[priced.values > lam * (1 + tol)]
         U_new, E_new = atoms_fn(violated)
-        seen = _rows_key(E)
-        fresh = [i for i, row in enumerate(np.round(E_new, 12)) if row.tobytes() not in seen]
-        if not fresh:
+        fresh = first_unique_rows(np.vstack([E, E_new]), start=len(E)) - len(E)
+        if not len(fresh):
             break  # the master cannot be improved by new atoms at this accuracy
         fresh = fresh[:per_round]
         # Drop atoms that carry no weight (except the ones added last round).

@@ -23,11 +23,10 @@ import torch
 
 from .column_generation import CGResult, CGRound
 from .cvxpy_group_lasso import GroupLassoSolution
+from .dedup import first_unique_rows
 from .pricing import ZERO_TOL
 from .torch_group_lasso import ProximalSettings, solve_group_lasso_torch
 from .torch_pricing import price_torch
-
-_DEDUP_DECIMALS = {torch.float64: 12, torch.float32: 6}
 
 
 def atoms_from_hyperplanes_torch(
@@ -53,21 +52,8 @@ def atoms_from_hyperplanes_torch(
     total = A.sum(dim=1)
     keep = total > 0
     U, E = U[keep], A[keep] / total[keep, None]
-    first = _first_unique(E, 0)
+    first = first_unique_rows(E)
     return U[first], E[first]
-
-
-def _first_unique(E: torch.Tensor, n_old: int) -> torch.Tensor:
-    """Indices ``>= n_old`` of rows of ``E`` that are the first of their kind (rounded)."""
-    if len(E) == 0:
-        return torch.zeros(0, dtype=torch.long, device=E.device)
-    rounded = torch.round(E, decimals=_DEDUP_DECIMALS.get(E.dtype, 6))
-    _, inverse = torch.unique(rounded, dim=0, return_inverse=True)
-    idx = torch.arange(len(E), device=E.device)
-    first = torch.full((int(inverse.max()) + 1,), len(E), dtype=torch.long, device=E.device)
-    first = first.scatter_reduce(0, inverse, idx, reduce="amin")
-    is_first = first[inverse] == idx
-    return idx[is_first & (idx >= n_old)]
 
 
 def column_generation_torch(
@@ -175,7 +161,7 @@ def column_generation_torch(
             U, E, G = U[keep], E[keep], G[keep]
         violated = torch.as_tensor(priced.hyperplanes[priced.values > lam * (1 + tol)])
         U_new, E_new = atoms_from_hyperplanes_torch(Yt, violated.to(device, dtype))
-        fresh = _first_unique(torch.cat([E, E_new]), len(E))[:per_round] - len(E)
+        fresh = first_unique_rows(torch.cat([E, E_new]), len(E))[:per_round] - len(E)
         if len(fresh) == 0:
             break  # the master cannot be improved by new atoms at this accuracy
         n_new = len(fresh)
