@@ -229,6 +229,8 @@ def _pipeline(task: Task, opts: Options, start: float, warm_start, starts) -> Ce
         frame=affine_frame(task.X),
     )
     cert = _fit_to_width(cert, task, units, inner, opts, best, starts, master)
+    if cert.certified and r < task.X.shape[1]:
+        _exact_gate(cert, task)
     cert.status = "certified" if cert.certified else "not_certified"
     cert.time_total = time.perf_counter() - start
     return cert
@@ -242,6 +244,50 @@ def _data_sha256(task: Task) -> str:
         return data_sha256(task.X)
     groups = task.groups or [slice(None)]
     return data_sha256(task.X, [task.T[:, g] for g in groups])
+
+
+def _exact_gate(cert: Certificate, task: Task) -> None:
+    """Near-degenerate data: confirm a certified claim by exact verification.
+
+    The affine frame drops directions whose singular value is below ``1e-12`` of the
+    largest. When the data are *exactly* in that lower-dimensional hull this is exact;
+    when they are only within ``1e-12`` of it, the finder's ``E0`` misses vertices and its
+    dual point may violate them (CONTRACTS: the finder must then not claim certified).
+    Then the certificate is checked by the independent exact verifier
+    (:mod:`convexdict.verification`); if it is not verified, ``certified`` is withdrawn
+    and the lower bound falls back to the joint bound (valid without ``E0``).
+    """
+    import os
+    import tempfile
+
+    from .verification import exact_affine_rank, verify
+
+    exact_rank = exact_affine_rank(task.X)
+    if exact_rank <= cert.rank:
+        return
+    fd, path = tempfile.mkstemp(suffix=".npz")
+    os.close(fd)
+    try:
+        cert.save(path)
+        targets = None
+        if task.kind == "crosscoder":
+            targets = [task.T[:, g] for g in task.groups]
+        check = verify(path, task.X, target=task.T if task.kind == "transcoder" else None,
+                       targets=targets)
+    finally:
+        os.unlink(path)
+    cert.search = {**(cert.search or {}), "exact_rank": exact_rank, "exact_check": check.status}
+    if check.verified:
+        return
+    cert.certified = False
+    cert.lower_bound = cert.joint_bound
+    cert.gap = cert.upper_bound - cert.lower_bound
+    cert.message = (
+        f"not certified: the data lie within 1e-12 of a {cert.rank}-dimensional affine "
+        f"subspace but not on it (exact affine dimension {exact_rank}); exact verification "
+        f"says {check.status} ({check.reason}). The lower bound is the joint bound. "
+        "Project the data onto the subspace to certify there."
+    )
 
 
 def _fit_to_width(cert, task, units, inner, opts, best, starts, master) -> Certificate:

@@ -561,9 +561,11 @@ def save_sae(
     Notes
     -----
     Each file is written to a temporary file in the same directory and moved into place
-    with :func:`os.replace`, so a crash never leaves a half-written file under the final
-    name. The safetensors keys are ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, d)``,
-    ``b_dec (d,)``; see :func:`saelens_config` for ``cfg.json``.
+    with :func:`os.replace` (:func:`solvers.atomic.atomic_write`), so a crash never leaves
+    a half-written file under the final name; files get the umask's permissions. A file
+    in the way of the destination folder is a ``ValueError``. The safetensors keys are
+    ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, d)``, ``b_dec (d,)``; see
+    :func:`saelens_config` for ``cfg.json``.
     """
     if not isinstance(sae, SAE):
         raise ValueError(f"The 'sae' parameter must be a convexdict SAE. Got {type(sae).__name__}.")

@@ -30,13 +30,12 @@ SAE unchanged, so no step ever increases the loss.
 
 from __future__ import annotations
 
-import warnings
 from typing import NamedTuple
 
 import cvxpy as cp
 import numpy as np
 
-from solvers.cvxpy_group_lasso import SOLVERS, STATUS_MAP, available_solvers
+from solvers.cvxpy_group_lasso import SOLVERS, SolverFailure, solve_with_fallback
 
 from ._validation import check_choice, check_int, check_matrix, check_positive
 from .sae import SAE, sae_loss
@@ -75,21 +74,10 @@ def activation_pattern(sae: SAE, X: np.ndarray) -> np.ndarray:
 
 def _solve(problem: cp.Problem, solver: str) -> None:
     """Solve with ``solver``, then the other installed solvers; raise if all fail."""
-    order = [solver] + [s for s in available_solvers() if s != solver]
-    errors = []
-    for name in order:
-        spec = SOLVERS[name]
-        try:
-            with warnings.catch_warnings():  # "inaccurate" is fine: every step is re-scored
-                warnings.simplefilter("ignore", UserWarning)
-                problem.solve(solver=spec["solver"], **spec["options"])
-        except (cp.error.SolverError, ValueError, ArithmeticError) as exc:
-            errors.append(f"{name}: {exc}")
-            continue
-        if problem.status in STATUS_MAP:
-            return
-        errors.append(f"{name}: status {problem.status}")
-    raise PieceSolveError("; ".join(errors) or "no solver available")
+    try:
+        solve_with_fallback(problem, solver)  # "inaccurate" is fine: every step is re-scored
+    except SolverFailure as exc:
+        raise PieceSolveError(str(exc)) from exc
 
 
 def _keep_better(old: SAE, new: SAE, X: np.ndarray, lam: float, old_loss: float) -> BlockStep:

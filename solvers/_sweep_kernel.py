@@ -298,11 +298,14 @@ def _events(nv, ev, c0, c1, M, best, idx, hn, W, valid, R, bounds, zero_tol, v):
 def _events4(nv, ev, c0, c1, M, best, idx, hn, W, valid, R, bounds, zero_tol, v):
     """:func:`_events` for one column group of at most 4 columns, the running sums in
     registers (``ev`` zero-padded to 4 residual columns)."""
-    m00, m01, m10, m11 = M[0, 0], M[0, 1], M[1, 0], M[1, 1]
-    m20 = m21 = m30 = m31 = 0.0
-    if M.shape[0] > 2:
+    p = M.shape[0]
+    m00, m01 = M[0, 0], M[0, 1]
+    m10 = m11 = m20 = m21 = m30 = m31 = 0.0
+    if p > 1:
+        m10, m11 = M[1, 0], M[1, 1]
+    if p > 2:
         m20, m21 = M[2, 0], M[2, 1]
-    if M.shape[0] > 3:
+    if p > 3:
         m30, m31 = M[3, 0], M[3, 1]
     best2 = best * best
     best_i = -1

@@ -11,6 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .torch_group_lasso import cpu_threads
+
+Weights = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
 
 def batched_loss(
     X: torch.Tensor,
@@ -41,7 +45,9 @@ def random_restarts(
     lr: float = 0.05,
     keep: int = 3,
     seed: int = 0,
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    init: Weights | None = None,
+    threads: int = 1,
+) -> list[Weights]:
     """Best ``keep`` of ``n_restarts`` Adam runs from random initialisations.
 
     Parameters
@@ -57,6 +63,11 @@ def random_restarts(
     keep : int
         How many end points to return.
     seed : int
+    init : tuple of ndarray, optional
+        ``(W_enc (B0, d, K), b_enc (B0, K), W_dec (B0, K, d), b_dec (B0, d))``: the first
+        ``B0 <= n_restarts`` restarts start here instead of at random.
+    threads : int
+        Torch CPU threads during the run (1 avoids oversubscription on busy machines).
 
     Returns
     -------
@@ -76,7 +87,17 @@ def random_restarts(
     b_enc = b_enc * scale[:, None]
     W_dec = W_dec / W_dec.norm(dim=2, keepdim=True)
     b_dec = Xt.mean(dim=0).repeat(n_restarts, 1)
-    params = [p.requires_grad_() for p in (W_enc, b_enc, W_dec, b_dec)]
+    if init is not None:
+        b0 = min(len(init[0]), n_restarts)
+        for p, given in zip((W_enc, b_enc, W_dec, b_dec), init, strict=True):
+            p[:b0] = torch.as_tensor(np.asarray(given[:b0], dtype=np.float64))
+    with cpu_threads(threads, enabled=Xt.device.type == "cpu"):
+        return _adam(Xt, lam, [W_enc, b_enc, W_dec, b_dec], steps, lr, keep)
+
+
+def _adam(Xt: torch.Tensor, lam: float, weights: list[torch.Tensor], steps: int, lr: float,
+          keep: int) -> list[Weights]:
+    params = [p.requires_grad_() for p in weights]
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 1e-3)
     for _ in range(steps):

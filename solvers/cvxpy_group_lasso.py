@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cvxpy as cp
@@ -74,6 +74,53 @@ def available_solvers() -> list[str]:
     return [name for name, spec in SOLVERS.items() if spec["solver"] in installed]
 
 
+def solve_with_fallback(
+    problem: cp.Problem,
+    solver: str = "clarabel",
+    *,
+    fallback: bool = True,
+    valid: Callable[[], bool] | None = None,
+) -> tuple[str, str, float]:
+    """Solve ``problem`` with ``solver``, then (``fallback``) the other installed solvers.
+
+    The one solver-fallback loop of convexdict: a solver that raises, or returns a status
+    outside :data:`STATUS_MAP` (or a solution ``valid()`` rejects), hands over to the next.
+    "Inaccurate" statuses are accepted and recorded: every caller re-scores what it gets.
+
+    Returns
+    -------
+    name : str
+        The solver that succeeded.
+    status : str
+        ``"optimal"`` or ``"inaccurate"``.
+    seconds : float
+        Wall time of the successful solve.
+
+    Raises
+    ------
+    SolverFailure
+        If no solver returns a usable solution.
+    """
+    order = [solver] + ([s for s in available_solvers() if s != solver] if fallback else [])
+    errors = []
+    for name in order:
+        spec = SOLVERS[name]
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "inaccurate": re-scored anyway
+                problem.solve(solver=spec["solver"], **spec["options"])
+        except (cp.error.SolverError, ValueError, ArithmeticError) as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        status = STATUS_MAP.get(problem.status)
+        if status is None or (valid is not None and not valid()):
+            errors.append(f"{name}: status {problem.status}")
+            continue
+        return name, status, time.perf_counter() - start
+    raise SolverFailure("; ".join(errors) or "no solver available")
+
+
 class GroupLassoProblem:
     """(P) over a fixed atom set with ``lam`` as a parameter.
 
@@ -124,33 +171,15 @@ class GroupLassoProblem:
             If no solver returns an (optimal or inaccurate) solution.
         """
         self.lam.value = float(lam)
-        order = [solver] + ([s for s in available_solvers() if s != solver] if fallback else [])
-        errors = []
-        for name in order:
-            spec = SOLVERS[name]
-            start = time.perf_counter()
-            try:
-                with warnings.catch_warnings():
-                    # "inaccurate" is recorded in the status; the caller verifies anyway.
-                    warnings.filterwarnings("ignore", message="Solution may be inaccurate")
-                    self.problem.solve(solver=spec["solver"], **spec["options"])
-            except (cp.error.SolverError, ValueError, ArithmeticError) as exc:
-                errors.append(f"{name}: {exc}")
-                continue
-            status = STATUS_MAP.get(self.problem.status)
-            if status is None or (self.n_atoms and self.G.value is None):
-                errors.append(f"{name}: status {self.problem.status}")
-                continue
-            G = np.asarray(self.G.value, dtype=np.float64) if self.n_atoms else self.G_empty()
-            b = (self._T - self._E.T @ G).mean(axis=0)
-            return GroupLassoSolution(
-                b,
-                G.copy(),
-                status,
-                name,
-                time.perf_counter() - start,
-            )
-        raise SolverFailure("; ".join(errors) or "no solver available")
+        name, status, seconds = solve_with_fallback(
+            self.problem,
+            solver,
+            fallback=fallback,
+            valid=lambda: not self.n_atoms or self.G.value is not None,
+        )
+        G = np.asarray(self.G.value, dtype=np.float64) if self.n_atoms else self.G_empty()
+        b = (self._T - self._E.T @ G).mean(axis=0)
+        return GroupLassoSolution(b, G.copy(), status, name, seconds)
 
     def G_empty(self) -> np.ndarray:
         return np.zeros((0, self._T.shape[1]))

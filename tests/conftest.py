@@ -36,8 +36,9 @@ def _verify_every_certificate(monkeypatch):
     """With CONVEXDICT_VERIFY_CERTIFICATES=1, every ``cd.certify`` call is checked by the
     independent exact verifier (``tests/_verify_all.py``); off by default (CI budget)."""
     if os.environ.get("CONVEXDICT_VERIFY_CERTIFICATES") == "1":
-        import convexdict
         from _verify_all import audited
+
+        import convexdict
 
         monkeypatch.setattr(convexdict, "certify", audited(convexdict.certify))
     yield

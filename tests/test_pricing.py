@@ -1,3 +1,5 @@
+from math import comb
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -6,6 +8,8 @@ from hypothesis import strategies as st
 from convexdict import affine_frame, enumerate_atoms
 from solvers.pricing import activations, price_bruteforce, price_sweep
 
+KERNELS = ("fast", "legacy", "numpy")
+
 
 def _frame_data(rng, n, d):
     X = rng.normal(size=(n, d))
@@ -13,18 +17,84 @@ def _frame_data(rng, n, d):
     return X, frame.coords(X)
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(3, 25), r=st.integers(2, 4))
-def test_sweep_matches_bruteforce(seed, n, r):
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(3, 25),
+    r=st.integers(2, 4),
+    p=st.integers(1, 6),
+    grid=st.sampled_from([0.0, 0.5, 1.0]),
+)
+def test_every_sweep_kernel_matches_bruteforce(seed, n, r, p, grid):
+    """The three sweeps price exactly the maximum of brute-force enumeration, also on
+    rounded data (duplicates, collinear and coplanar points, tied angles) and for
+    ``p > 4`` residual columns (the fast kernel's general path)."""
     rng = np.random.default_rng(seed)
-    _, Y = _frame_data(rng, max(n, r + 1), r)
-    R = rng.normal(size=(Y.shape[0], 3))
+    X = rng.normal(size=(max(n, r + 1), r))
+    if grid:
+        X = np.round(X / grid) * grid
+    frame = affine_frame(X)
+    Y = frame.coords(X)
+    R = rng.normal(size=(Y.shape[0], p))
     R -= R.mean(axis=0)
-    a = price_bruteforce(Y, R).max_value
-    compiled = price_sweep(Y, R).max_value
-    plain = price_sweep(Y, R, compiled=False).max_value
-    assert compiled == pytest.approx(a, rel=1e-9, abs=1e-12)
-    assert plain == pytest.approx(a, rel=1e-9, abs=1e-12)
+    exact = price_bruteforce(Y, R).max_value
+    for kernel in KERNELS if Y.shape[1] >= 2 else ():
+        value = price_sweep(Y, R, kernel=kernel).max_value
+        assert value == pytest.approx(exact, rel=1e-9, abs=1e-12), kernel
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(6, 20), r=st.integers(2, 4))
+def test_fast_kernel_with_groups_matches_bruteforce(seed, n, r):
+    rng = np.random.default_rng(seed)
+    _, Y = _frame_data(rng, n, r)
+    R = rng.normal(size=(n, 5))
+    groups = [slice(0, 2), slice(2, 5)]
+    exact = price_bruteforce(Y, R, groups=groups).max_value
+    fast = price_sweep(Y, R, groups=groups, kernel="fast").max_value
+    assert fast == pytest.approx(exact, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("r", [2, 3, 4])
+def test_fast_kernel_counts_every_event_and_its_parts_cover_the_full_sweep(rng, r):
+    n = 40
+    _, Y = _frame_data(rng, n, r)
+    R = rng.normal(size=(n, r))
+    full = price_sweep(Y, R, kernel="fast", top=5)
+    # General position: every pivot set is valid and sees the other n - r + 1 points.
+    assert full.n_events == comb(n, r - 1) * 2 * (n - r + 1)
+    assert full.method == "sweep"
+    parts = [price_sweep(Y, R, kernel="fast", part=(i, 3)) for i in range(3)]
+    assert all(part.method == "partial-sweep" for part in parts)
+    assert sum(part.n_events for part in parts) == full.n_events
+    assert max(part.max_value for part in parts) == full.max_value
+    legacy = price_sweep(Y, R, kernel="legacy")
+    assert full.max_value == pytest.approx(legacy.max_value, rel=1e-10)
+
+
+@pytest.mark.parametrize("r", [3, 4])
+def test_fast_kernel_top_hyperplanes_realise_their_values(rng, r):
+    _, Y = _frame_data(rng, 25, r)
+    R = rng.normal(size=(25, 3))
+    res = price_sweep(Y, R, top=12, kernel="fast")
+    np.testing.assert_allclose(np.linalg.norm(res.hyperplanes[:, :r], axis=1), 1.0)
+    A = activations(Y, res.hyperplanes)
+    E = A / A.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.linalg.norm(E @ R, axis=1), res.values, rtol=1e-9)
+    assert res.values[0] == pytest.approx(res.max_value)
+    assert np.all(np.diff(res.values) <= 1e-12)
+
+
+def test_kernel_parameter_is_validated(rng):
+    _, Y = _frame_data(rng, 10, 2)
+    R = rng.normal(size=(10, 2))
+    with pytest.raises(ValueError, match="'kernel' parameter must be one of"):
+        price_sweep(Y, R, kernel="gpu")
+    _, Y5 = _frame_data(rng, 8, 5)
+    with pytest.raises(ValueError, match="affine dimension 2 to 4"):
+        price_sweep(Y5, rng.normal(size=(8, 2)), kernel="fast")
+    auto = price_sweep(Y5, rng.normal(size=(8, 2)))  # r = 5: the legacy kernel
+    assert auto.n_events == -1
 
 
 def test_enumerated_atoms_give_the_same_maximum(rng):
@@ -69,8 +139,8 @@ def test_degenerate_points_collinear_and_duplicates(rng):
     Y = (Y - Y.mean(0)) / np.linalg.norm(Y - Y.mean(0), axis=1).max()
     R = rng.normal(size=(7, 2))
     exact = price_bruteforce(Y, R).max_value
-    assert price_sweep(Y, R).max_value == pytest.approx(exact, rel=1e-10)
-    assert price_sweep(Y, R, compiled=False).max_value == pytest.approx(exact, rel=1e-10)
+    for kernel in KERNELS:
+        assert price_sweep(Y, R, kernel=kernel).max_value == pytest.approx(exact, rel=1e-10)
 
 
 def test_crosscoder_groups_take_the_max_over_layers(rng):

@@ -466,3 +466,19 @@ def test_cuda_float64_matches_cpu() -> None:
     cpu = train_sae(X, 0.05, 8, device="cpu", **kw)
     gpu = train_sae(X, 0.05, 8, device="cuda", **kw)
     np.testing.assert_allclose(gpu.W_dec, cpu.W_dec, atol=1e-8)
+
+
+def test_cli_resume_reports_the_step_and_skips_a_truncated_checkpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    np.save(tmp_path / "x.npy", _toy(n=40))
+    ck = tmp_path / "ck"
+    argv = _train_argv(tmp_path / "x.npy", tmp_path / "run", "--checkpoint-dir", str(ck),
+                       "--resume")
+    assert main(argv) == 0
+    assert "no checkpoint" in capsys.readouterr().err
+    assert sorted(p.name for p in ck.iterdir()) == ["ckpt_00000020.pt"]
+    (ck / "ckpt_00000030.pt").write_bytes((ck / "ckpt_00000020.pt").read_bytes()[:100])
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "resumed from step 20" in err and "ckpt_00000030.pt" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

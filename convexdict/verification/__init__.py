@@ -7,7 +7,32 @@ gap. It shares the file format (:mod:`convexdict.certificate_file`) with the fin
 nothing else: no pricing, solver or atom code.
 """
 
+import numpy as np
+
+from ._enumerate import exact_columns
+from ._exact import dyadic
 from ._result import Verification
 from ._verify import CLAIM_RTOL, MAX_LOSS_TERMS, MAX_PREDICATES, verify
 
-__all__ = ["CLAIM_RTOL", "MAX_LOSS_TERMS", "MAX_PREDICATES", "Verification", "verify"]
+
+def exact_affine_rank(X: np.ndarray) -> int:
+    """The exact affine dimension of the float64 points ``X (N, d)`` (integer elimination).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> exact_affine_rank(np.array([[0.0, 0.0], [1.0, 0.5], [2.0, 1.0]]))
+    1
+    """
+    Xi, _ = dyadic(np.asarray(X, dtype=np.float64))
+    return len(exact_columns(Xi))
+
+
+__all__ = [
+    "CLAIM_RTOL",
+    "MAX_LOSS_TERMS",
+    "MAX_PREDICATES",
+    "Verification",
+    "exact_affine_rank",
+    "verify",
+]

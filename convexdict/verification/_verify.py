@@ -151,7 +151,8 @@ def verify(
         The layers of a crosscoder certificate.
     exact : bool
         True (default): exact predicates with float filters, exact loss and dual value.
-        False: the same checks in plain float64 (the "float verdict"; not rigorous).
+        False: the same checks in plain float64 (the "float verdict", for cross-checks;
+        not rigorous; the affine dimension is still decided exactly).
     max_predicates : int
         Cap on ``C(N, r) * N`` sign evaluations of the enumeration of ``E0``.
     max_loss_terms : int
