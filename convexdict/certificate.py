@@ -159,6 +159,12 @@ class Certificate:
     def summary(self) -> str:
         """A few human-readable lines."""
         verdict = "CERTIFIED" if self.certified else "NOT certified"
+        if self.fixed_width and not self.certified:
+            return (
+                f"{verdict}: width-{self.width} optimum in the bracket [{self.lower_bound:.10g}, "
+                f"{self.upper_bound:.10g}] (relative width {self.relative_gap:.3g}, tol "
+                f"{self.tol:g}); K* = {self.width_needed}; {self.lam_line()}; {self.message}"
+            )
         return (
             f"{verdict}: lower {self.lower_bound:.10g} <= optimum <= upper {self.upper_bound:.10g} "
             f"(gap {self.gap:.3g}, relative gap {self.relative_gap:.3g}, tol {self.tol:g}); "

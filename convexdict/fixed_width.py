@@ -45,8 +45,6 @@ from typing import Any
 
 import numpy as np
 
-from solvers.batched_restarts import random_restarts
-
 from ._validation import check_int, check_matrix, check_positive
 from .atoms import affine_frame
 from .incumbents import Incumbent, best_subsets, top_latents
@@ -61,6 +59,7 @@ from .pattern_tree import (
 )
 from .sae import SAE, sae_loss
 from .tolerance import within_tol
+from .width_incumbents import width_incumbents
 
 
 def branch_and_bound(
@@ -198,8 +197,8 @@ class _Display:
     def update(self, lower: float, upper: float, stats: SearchStats, n_open: int) -> None:
         if self.live is not None:
             self.live.update(
-                f"branch and bound: lower {lower:.10g}  upper {upper:.10g}  "
-                f"gap {upper - lower:.3g}  nodes {stats.nodes_evaluated:,}  open {n_open:,}  "
+                f"branch and bound: bracket [{lower:.10g}, {upper:.10g}]  relative width "
+                f"{(upper - lower) / upper if upper > 0 else 0.0:.3%}  nodes {stats.nodes_evaluated:,}  open {n_open:,}  "
                 f"splits {stats.spatial_splits:,}"
             )
 
@@ -231,7 +230,11 @@ def fixed_width_result(
     """Run the search for :func:`convexdict.certify` and phrase its outcome.
 
     Data with more than ``MAX_PATTERNS`` possible activation patterns (Cover's count
-    ``2 sum_(i<=r) C(N-1, i)``) get the wide lower bound only, with ``sae=None``.
+    ``2 sum_(i<=r) C(N-1, i)``) get no branch and bound: the result is the best explicit
+    width-``K`` SAE of :func:`convexdict.width_incumbents.width_incumbents` (``upper`` its
+    recomputed loss) with the wide lower bound, ``search["budget_exhausted"] == "patterns"``.
+    Below the limit those incumbents take at most a quarter of ``time_limit`` and seed the
+    branch and bound.
 
     Returns ``(sae, lower, upper, gap, certified, message, search)``.
     """
@@ -241,26 +244,21 @@ def fixed_width_result(
         loss = sae_loss(sae, X, lam)
         info = {"n_patterns": 0, "nodes_evaluated": 0, "budget_exhausted": ""}
         return sae, loss, loss, 0.0, True, "width-0 optimum (the mean) is exact", info
+    start = time.perf_counter()
     rank = affine_frame(X).rank
     n_cells = 2 * sum(comb(X.shape[0] - 1, i) for i in range(rank + 1))
-    if n_cells > MAX_PATTERNS:
-        message = (
-            f"width {width} < K* = {k_star}: only the lower bound is known at this width "
-            f"(up to {n_cells:,} activation patterns, above the fixed-width branch and "
-            f"bound's limit of {MAX_PATTERNS:,}; it is meant for small data sets)"
-        )
-        info = {"n_patterns": n_cells, "nodes_evaluated": 0, "budget_exhausted": "patterns"}
-        return None, wide_lower, float("inf"), float("inf"), False, message, info
+    starts = _checked_starts(starts, X, width)
+    too_many = n_cells > MAX_PATTERNS
+    # Explicit incumbents always run; with a branch and bound to follow they get a share.
+    share = None if time_limit is None else (time_limit if too_many else 0.25 * time_limit)
+    found = width_incumbents(X, lam, width, wide=wide_optimum, starts=starts, time_limit=share,
+                             solver=solver)
+    if too_many:
+        return _incumbents_only(X, lam, width, wide_lower, found, n_cells, k_star, tol, start)
     offered = [top_latents(wide_optimum, X, width), *best_subsets(wide_optimum, X, lam, width)]
-    offered += [SAE(*weights) for weights in random_restarts(X, lam, width)]
-    for i, sae in enumerate(starts or []):
-        if not isinstance(sae, SAE) or sae.width != width or sae.d_in != X.shape[1]:
-            raise ValueError(
-                f"The 'starts' parameter must hold SAEs of width {width} on {X.shape[1]} "
-                f"inputs. Got {type(sae).__name__} at position {i}"
-                + (f" (width {sae.width}, d_in {sae.d_in})." if isinstance(sae, SAE) else ".")
-            )
-        offered.append(sae)
+    offered += [sae for sae in (found.sae, *starts) if sae is not None]
+    remaining = None if time_limit is None else max(time_limit - (time.perf_counter() - start),
+                                                    1e-3)
     lower, best, stats = branch_and_bound(
         X,
         lam,
@@ -269,7 +267,7 @@ def fixed_width_result(
         wide_residual=X - wide_optimum.reconstruct(X),
         starts=offered,
         tol=tol,
-        time_limit=time_limit,
+        time_limit=remaining,
         max_nodes=max_nodes,
         solver=solver,
         progress=progress,
@@ -293,4 +291,41 @@ def fixed_width_result(
             f"search finished at width {width} < K* = {k_star} ({done}) with the gap above "
             "tolerance (relaxations solved only approximately)"
         )
-    return best.sae, lower, upper, gap, ok, message, search_summary(stats)
+    info = search_summary(stats)
+    info["incumbent_source"] = found.source
+    return best.sae, lower, upper, gap, ok, message, info
+
+
+def _checked_starts(starts, X: np.ndarray, width: int) -> list[SAE]:
+    out = []
+    for i, sae in enumerate(starts or []):
+        if not isinstance(sae, SAE) or sae.width != width or sae.d_in != X.shape[1]:
+            raise ValueError(
+                f"The 'starts' parameter must hold SAEs of width {width} on {X.shape[1]} "
+                f"inputs. Got {type(sae).__name__} at position {i}"
+                + (f" (width {sae.width}, d_in {sae.d_in})." if isinstance(sae, SAE) else ".")
+            )
+        out.append(sae)
+    return out
+
+
+def _incumbents_only(X, lam, width, wide_lower, found, n_cells, k_star, tol, start):
+    """Above ``MAX_PATTERNS``: the best explicit width-``K`` SAE and the wide bound."""
+    sae = found.sae
+    upper = sae_loss(sae, X, lam) if sae is not None else float("inf")
+    ok = sae is not None and within_tol(upper, wide_lower, tol)
+    rel = (upper - wide_lower) / upper if upper > 0 and np.isfinite(upper) else float("inf")
+    head = (f"width-{width} optimum certified: an explicit SAE attains the wide lower bound"
+            if ok else
+            f"width {width} < K* = {k_star}: bracket [{wide_lower:.10g}, {upper:.10g}] for the "
+            f"width-{width} optimum (relative width {rel:.3g})")
+    message = (
+        f"{head}; the upper end is the best of {sum(found.tried.values())} explicit width-"
+        f"{width} SAEs (best from {found.source or 'none'}); up to {n_cells:,} activation "
+        f"patterns, above the branch and bound's limit of {MAX_PATTERNS:,}, so the lower end "
+        "is the wide bound P*"
+    )
+    info = {"n_patterns": n_cells, "nodes_evaluated": 0, "budget_exhausted": "patterns",
+            "incumbent_source": found.source, "incumbents_tried": dict(found.tried),
+            "time_search": time.perf_counter() - start}
+    return sae, wide_lower, upper, upper - wide_lower, ok, message, info

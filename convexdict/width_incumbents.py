@@ -284,7 +284,8 @@ def width_incumbents(
     if restarts and time.perf_counter() < deadline:
         init = _inits(pool, Xi, width, restarts // 2, rng)
         found = random_restarts(Xi, lam_i, width, n_restarts=restarts, steps=steps,
-                                keep=polish_top + 1, seed=seed, init=init)
+                                keep=polish_top + 1, seed=seed, init=init,
+                                deadline=deadline)
         candidates["restarts"] = [SAE(*w) for w in found]
     for source, saes in candidates.items():
         out.tried[source] = len(saes)

@@ -8,6 +8,8 @@ incumbents, after recomputing their loss in float64.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -47,6 +49,7 @@ def random_restarts(
     seed: int = 0,
     init: Weights | None = None,
     threads: int = 1,
+    deadline: float | None = None,
 ) -> list[Weights]:
     """Best ``keep`` of ``n_restarts`` Adam runs from random initialisations.
 
@@ -68,6 +71,9 @@ def random_restarts(
         ``B0 <= n_restarts`` restarts start here instead of at random.
     threads : int
         Torch CPU threads during the run (1 avoids oversubscription on busy machines).
+    deadline : float, optional
+        A ``time.perf_counter()`` value after which the runs stop early (the end points so
+        far are returned).
 
     Returns
     -------
@@ -92,15 +98,17 @@ def random_restarts(
         for p, given in zip((W_enc, b_enc, W_dec, b_dec), init, strict=True):
             p[:b0] = torch.as_tensor(np.asarray(given[:b0], dtype=np.float64))
     with cpu_threads(threads, enabled=Xt.device.type == "cpu"):
-        return _adam(Xt, lam, [W_enc, b_enc, W_dec, b_dec], steps, lr, keep)
+        return _adam(Xt, lam, [W_enc, b_enc, W_dec, b_dec], steps, lr, keep, deadline)
 
 
 def _adam(Xt: torch.Tensor, lam: float, weights: list[torch.Tensor], steps: int, lr: float,
-          keep: int) -> list[Weights]:
+          keep: int, deadline: float | None) -> list[Weights]:
     params = [p.requires_grad_() for p in weights]
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 1e-3)
     for _ in range(steps):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
         opt.zero_grad()
         # Restarts are independent, so the sum's gradient is each restart's own gradient.
         batched_loss(Xt, lam, *params).sum().backward()
