@@ -59,18 +59,25 @@ def measure(args: argparse.Namespace) -> dict:
     import convexdict as cd
     from convexdict.blocks import polish_at_scale
 
+    def cpu() -> float:
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        return u.ru_utime + u.ru_stime
+
     sae = cd.SAE.load(args.sae)
+    c0 = cpu()
     t0 = time.perf_counter()
     cmp = cd.compare(sae, args.data, args.lam, streamed=True, device=args.device,
                      batch_size=args.batch_size, encoder_iters=args.encoder_iters)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), cpu()
     pol = polish_at_scale(sae, args.data, args.lam, rounds=1, device=args.device,
                           batch_size=args.batch_size, encoder_iters=args.encoder_iters)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), cpu()
     peak_gpu = (torch.cuda.max_memory_allocated() / 2**30) if torch.cuda.is_available() else 0.0
     return {
         "compare_s": t1 - t0,
         "polish_s": t2 - t1,
+        "compare_cpu_s": c1 - c0,
+        "polish_cpu_s": c2 - c1,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "peak_gpu_gib": peak_gpu,
         "loss": cmp.loss,
@@ -135,10 +142,12 @@ def main() -> None:
     load1 = os.getloadavg()[0]
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load {load0:.1f} -> {load1:.1f}; data {t_data:.0f} s, training {t_train:.0f} s")
-    print("| device | N | d | K | compare s | polish s | total s | peak RSS GiB | L0 | "
+    print("| device | N | d | K | compare s (CPU s) | polish s (CPU s) | total s | "
+          "peak RSS GiB | L0 | "
           "dec found / bound | enc found / bound | polish loss | verdict |")
     print(f"| {cfg['device']} | {cfg['n']:,} | {cfg['d']} | {cfg['width']:,} | "
-          f"{out['compare_s']:.0f} | {out['polish_s']:.0f} | "
+          f"{out['compare_s']:.0f} ({out['compare_cpu_s']:.0f}) | "
+          f"{out['polish_s']:.0f} ({out['polish_cpu_s']:.0f}) | "
           f"{out['compare_s'] + out['polish_s']:.0f} | {out['peak_rss_gib']:.2f} | "
           f"{out['l0']:.1f} | {out['improve_decoder']:.3g} / {out['improve_decoder_bound']:.3g} | "
           f"{out['improve_encoder']:.3g} / {out['improve_encoder_bound']:.3g} | "

@@ -46,6 +46,7 @@ from .pieces import PieceSolveError, polish
 from .sae import SAE, sae_loss
 from .tolerance import within_tol
 from .train import train_sae
+from .width_incumbents import bracket_line
 
 # Training options a census sets itself, or that would make the starts interfere.
 _RESERVED = {
@@ -273,8 +274,14 @@ class Census:
             f"lower bound {self.lower_bound:.10g} <= width-{self.width} optimum <= best "
             f"{self.best_loss:.10g} (gap {self.bound_gap:.3g}); width certified: "
             f"{'yes' if self.width_certified else 'no'}",
-            self.message,
         ]
+        if self.width < self.width_needed:
+            known = [self.best_loss] + [g.comparison.optimum_loss for g in self.groups]
+            if self.fixed_width:
+                known.append(self.certificate_upper_bound)
+            upper = min((v for v in known if v == v), default=float("nan"))
+            lines.append(bracket_line(self.width, self.lower_bound, upper))
+        lines.append(self.message)
         return "\n".join(lines)
 
 

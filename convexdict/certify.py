@@ -109,6 +109,11 @@ def certify(
         activation patterns (:mod:`convexdict.fixed_width`; SAEs only): ``lower_bound`` then
         bounds every SAE of width ``<= K``, ``sae`` is the best width-``K`` SAE found and
         ``certified`` says whether they meet within ``tol``; ``search`` holds its statistics.
+        Explicit width-``K`` incumbents (:mod:`convexdict.width_incumbents`) always run;
+        above the branch and bound's pattern limit they are the answer: ``sae`` is the
+        best one, ``upper_bound`` its recomputed loss, ``lower_bound`` the wide bound and
+        ``search["budget_exhausted"] == "patterns"`` (the bracket of the width-``K``
+        optimum, printed with its relative width by :meth:`Certificate.summary`).
     solver : {"clarabel", "scs"}
         CVXPY solver for the group lasso (the other is the fallback on failure).
     tol : float
@@ -251,33 +256,40 @@ def _exact_gate(cert: Certificate, task: Task) -> None:
 
     The affine frame drops directions whose singular value is below ``1e-12`` of the
     largest. When the data are *exactly* in that lower-dimensional hull this is exact;
-    when they are only within ``1e-12`` of it, the finder's ``E0`` misses vertices and its
-    dual point may violate them (CONTRACTS: the finder must then not claim certified).
-    Then the certificate is checked by the independent exact verifier
-    (:mod:`convexdict.verification`); if it is not verified, ``certified`` is withdrawn
-    and the lower bound falls back to the joint bound (valid without ``E0``).
+    when they are only within ``1e-12`` of it (e.g. points computed as ``t * u`` in floating
+    point), the true ``E0`` has more vertices and the dual point may violate them slightly
+    (CONTRACTS: the finder must then not claim certified on its float decisions). The
+    certificate is then checked by the independent exact verifier
+    (:mod:`convexdict.verification`). When it finds an atom with ``||R^T e|| = rho lam``,
+    ``rho > 1``, the dual point is scaled down by ``rho`` (plus a growing margin) and checked
+    again, a few times: a scaled dual point is feasible for a smaller set, never a larger
+    one, so each accepted bound is exactly verified. If none verifies, ``certified`` is
+    withdrawn and the lower bound falls back to the joint bound (valid without ``E0``).
     """
-    import os
-    import tempfile
-
-    from .verification import exact_affine_rank, verify
+    from .verification import exact_affine_rank
 
     exact_rank = exact_affine_rank(task.X)
     if exact_rank <= cert.rank:
         return
-    fd, path = tempfile.mkstemp(suffix=".npz")
-    os.close(fd)
-    try:
-        cert.save(path)
-        targets = None
-        if task.kind == "crosscoder":
-            targets = [task.T[:, g] for g in task.groups]
-        check = verify(path, task.X, target=task.T if task.kind == "transcoder" else None,
-                       targets=targets)
-    finally:
-        os.unlink(path)
+    Tc = task.T - task.T.mean(axis=0)
+    n = task.X.shape[0]
+    check = _verify_in_memory(cert, task)
+    margin = 1e-10
+    for _ in range(8):
+        rho = check.details.get("violation_ratio")
+        if check.verified or rho is None:
+            break
+        R = cert.dual_point / (rho * (1.0 + margin))
+        cert.dual_point = R
+        cert.lower_bound = (float(np.sum(R * Tc)) - 0.5 * float(np.sum(R * R))) / n
+        cert.gap = cert.upper_bound - cert.lower_bound
+        cert.certified = within_tol(cert.upper_bound, cert.lower_bound, cert.tol)
+        check = _verify_in_memory(cert, task)
+        margin *= 10.0
     cert.search = {**(cert.search or {}), "exact_rank": exact_rank, "exact_check": check.status}
     if check.verified:
+        cert.message += (f" (data within 1e-12 of a {cert.rank}-dimensional subspace, exact "
+                         f"affine dimension {exact_rank}: certificate verified exactly)")
         return
     cert.certified = False
     cert.lower_bound = cert.joint_bound
@@ -288,6 +300,24 @@ def _exact_gate(cert: Certificate, task: Task) -> None:
         f"says {check.status} ({check.reason}). The lower bound is the joint bound. "
         "Project the data onto the subspace to certify there."
     )
+
+
+def _verify_in_memory(cert: Certificate, task: Task):
+    """:func:`convexdict.verify` of ``cert`` on the task's data, through a temporary file."""
+    import os
+    import tempfile
+
+    from .verification import verify
+
+    fd, path = tempfile.mkstemp(suffix=".npz")
+    os.close(fd)
+    try:
+        cert.save(path)
+        targets = [task.T[:, g] for g in task.groups] if task.kind == "crosscoder" else None
+        return verify(path, task.X, target=task.T if task.kind == "transcoder" else None,
+                      targets=targets)
+    finally:
+        os.unlink(path)
 
 
 def _fit_to_width(cert, task, units, inner, opts, best, starts, master) -> Certificate:

@@ -11,16 +11,19 @@ unit of the data):
 
 * ``"certified_global"``: ``L - lower_bound <= scale``: globally optimal at every width;
 * ``"not_converged"``: a convex block still lowers the loss by more than ``scale``;
-* ``"spurious_partial_minimum"``: neither block improves, the width is at least ``K*`` and
-  ``L`` exceeds the loss of the certificate's explicit optimum by more than ``scale``
-  (that optimum padded with dead latents is an SAE of the same width with a lower loss):
+* ``"spurious_partial_minimum"``: neither block improves, and an explicit SAE of width
+  ``<= K`` has a loss lower than ``L`` by more than ``scale`` (recomputed in float64 from
+  its weights; returned as ``better_sae``): the certified optimum when ``K >= K*`` (padded
+  with dead latents it is an SAE of the same width), a fixed-width certificate's SAE, or
+  below ``K*`` an explicit width-``K`` incumbent (:mod:`convexdict.width_incumbents`:
+  greedy subsets and merges of the optimum's atoms, batched multi-start, each polished):
   certifiably a non-global partial minimum;
 * with a fixed-width certificate (``certify(X, lam, width=K)`` below ``K*``, which bounds
-  SAEs of width ``<= K``) the same verdicts use its lower bound and its explicit width-``K``
-  SAE in place of ``P*`` and the wide optimum;
+  SAEs of width ``<= K``) the same verdicts use its lower bound in place of ``P*``;
 * ``"partial_minimum"``: neither block improves and ``L`` is above the lower bound, but
-  nothing proves it spurious: the width is below ``K*`` (where ``P*`` is only a lower bound
-  and may be unattainable) or the certificate's own gap covers ``L``;
+  nothing found beats it: below ``K*`` the width-``K`` optimum then lies in the bracket
+  ``[lower_bound, optimum_loss]`` (printed with its relative width), or the certificate's
+  own gap covers ``L``;
 * ``"undetermined"``: a block program failed in every solver.
 """
 
@@ -38,8 +41,9 @@ from .bounds import dual_bound
 from .certify import Certificate, certify
 from .diagnostics import Stationarity, active_mask, stationarity
 from .pieces import PieceSolveError, block_improvements
-from .sae import SAE, sae_loss, sae_loss_terms
+from .sae import SAE, sae_loss_terms
 from .tolerance import relative_gap, within_tol
+from .width_incumbents import KnownBetter, bracket_line, known_better
 
 VERDICTS = (
     "certified_global",
@@ -176,7 +180,8 @@ class Comparison:
     lower_bound : float
         The certificate's verified lower bound on every SAE's loss at every width.
     optimum_loss : float
-        Loss of the certificate's explicit optimum (width ``K*``; nan without one).
+        Loss of the best explicit SAE of width ``<= K`` known: the certificate's optimum at
+        ``K >= K*``; below ``K*`` see the bracket below (nan when none is known).
     gap, relative_gap : float
         ``loss - lower_bound`` and ``gap / loss`` (:func:`~convexdict.relative_gap`).
     sae_dual_bound : float
@@ -210,6 +215,17 @@ class Comparison:
     method : str
         ``"certificate"`` (exact pricing, d small) or ``"streamed"`` (any size, no
         certificate: :func:`convexdict.scale_compare.compare_streamed`).
+    better_sae : SAE or None
+        An explicit SAE of width ``<= width`` whose loss, recomputed in float64, is below
+        ``loss`` by more than the tolerance (the certified optimum at ``width >= K*``, a
+        fixed-width certificate's SAE, or an explicit width-``K`` incumbent of
+        :func:`convexdict.width_incumbents.width_incumbents`); None otherwise.
+    better_loss : float
+        ``sae_loss(better_sae, X, lam)`` (nan when ``better_sae`` is None).
+
+    Below ``K*`` (or with a fixed-width certificate) ``[lower_bound, optimum_loss]`` is the
+    **bracket** of the width-``K`` optimum: ``optimum_loss`` is then the best loss of an
+    explicit SAE of width ``<= K`` that compare knows, the compared SAE included.
     """
 
     lam: float
@@ -245,6 +261,8 @@ class Comparison:
     decoder_shift: np.ndarray | None = None
     subsample: dict[str, Any] | None = None
     method: str = "certificate"
+    better_sae: SAE | None = None
+    better_loss: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (arrays as lists, non-finite floats as strings)."""
@@ -270,6 +288,11 @@ class Comparison:
             f"{self.optimum_loss:.10g}): gap {self.gap:.3g} (relative {self.relative_gap:.3g}); "
             f"own dual bound {self.sae_dual_bound:.10g}",
         ]
+        if self.width < self.width_needed or self.width_needed < 0:
+            lines.append(bracket_line(self.width, self.lower_bound, self.optimum_loss))
+        if self.better_sae is not None:
+            lines.append(f"better explicit SAE: width {self.better_sae.width}, loss "
+                         f"{self.better_loss:.10g} (recomputed from its weights)")
         for match in (self.decoder_matching, self.activation_matching):
             if match is not None:
                 lines.append(
@@ -314,7 +337,7 @@ def _check_width(cert: Certificate, sae: Any) -> None:
 
 
 def _verdict(
-    loss: float, cert: Certificate, width: int, optimum_loss: float, dec: float, enc: float,
+    loss: float, cert: Certificate, width: int, better: KnownBetter, dec: float, enc: float,
     tol: float,
 ) -> tuple[str, str]:
     scale = tol * loss  # within_tol(loss, x, tol) is loss - x <= scale
@@ -325,24 +348,15 @@ def _verdict(
     if dec > scale or enc > scale:
         block = "decoder" if dec >= enc else "encoder"
         return "not_converged", f"the {block} block still lowers the loss"
-    if cert.fixed_width:
-        # A fixed-width certificate: its explicit SAE has exactly the certificate's width.
-        if width >= cert.width and loss - cert.upper_bound > scale:
-            return (
-                "spurious_partial_minimum",
-                f"neither block improves, but the fixed-width certificate's SAE (width "
-                f"{cert.width}) has a lower loss",
-            )
-    elif width >= cert.width_needed and loss - optimum_loss > scale:
+    if better.sae is not None:
         return (
             "spurious_partial_minimum",
-            f"neither block improves, but the certified optimum (K* = {cert.width_needed} <= "
-            f"width {width}) has a lower loss",
+            f"neither block improves, but {better.what} has a lower loss "
+            f"({better.loss:.10g}, recomputed from its weights)",
         )
-    if cert.fixed_width:
-        why = "the fixed-width certificate's gap covers the loss"
-    elif width < cert.width_needed:
-        why = f"width {width} < K* = {cert.width_needed}: P* may be unattainable at this width"
+    if cert.fixed_width or width < cert.width_needed:
+        why = "nothing found beats it; " + bracket_line(width, cert.lower_bound,
+                                                         better.optimum_loss)
     else:
         why = "the certificate's own gap covers the loss"
     return "partial_minimum", f"neither block improves; not certifiably spurious ({why})"
@@ -356,6 +370,7 @@ def compare(
     *,
     tol: float = 1e-6,
     streamed: bool | None = None,
+    search_time: float | None = 10.0,
     **options: Any,
 ) -> Comparison:
     """Measure ``sae`` against the certified optimum of the canonical objective.
@@ -379,6 +394,11 @@ def compare(
     streamed : bool, optional
         Force (True) or forbid (False) the streamed path; by default it is taken when no
         certificate is given and exact pricing is out of reach.
+    search_time : float or None
+        Seconds for the explicit width-``K`` incumbents below ``K*``
+        (:func:`convexdict.width_incumbents.width_incumbents`, memoised per data, ``lam``
+        and width); ``0`` skips them. An incumbent that beats the SAE by more than the
+        tolerance makes the verdict ``spurious_partial_minimum`` (``better_sae``).
     **options
         For the streamed path: ``device``, ``dtype``, ``batch_size``, ``max_samples``,
         ``seed``, ``blocks``, ``encoder_iters``, ``progress`` (see
@@ -424,12 +444,12 @@ def compare(
     ev = 1.0 - float(np.sum(resid**2)) / sst if sst > 0 else float("nan")
     dead = [int(k) for k in np.flatnonzero(~fires.any(axis=0))]
     optimum = cert.optimum_sae
-    optimum_loss = sae_loss(optimum, X, lam) if optimum is not None else float("nan")
     try:
         dec, enc = block_improvements(sae, X, lam)
     except PieceSolveError:
         dec = enc = float("nan")
-    verdict, message = _verdict(loss, cert, sae.width, optimum_loss, dec, enc, tol)
+    better = known_better(sae, X, lam, cert, loss, tol, search_time)
+    verdict, message = _verdict(loss, cert, sae.width, better, dec, enc, tol)
     gap = loss - cert.lower_bound
     return Comparison(
         lam=lam,
@@ -446,7 +466,7 @@ def compare(
         dead_latents=dead,
         dead_fraction=len(dead) / sae.width if sae.width else 0.0,
         lower_bound=cert.lower_bound,
-        optimum_loss=optimum_loss,
+        optimum_loss=better.optimum_loss,
         gap=gap,
         relative_gap=relative_gap(loss, cert.lower_bound),
         sae_dual_bound=dual_bound(X, lam, resid),
@@ -460,4 +480,6 @@ def compare(
         else match_latents(sae, optimum, X, criterion="jaccard"),
         stationarity=stationarity(sae, X, lam),
         **streamed_extras(sae, X, lam),
+        better_sae=better.sae,
+        better_loss=better.loss,
     )

@@ -198,7 +198,8 @@ class _Display:
         if self.live is not None:
             self.live.update(
                 f"branch and bound: bracket [{lower:.10g}, {upper:.10g}]  relative width "
-                f"{(upper - lower) / upper if upper > 0 else 0.0:.3%}  nodes {stats.nodes_evaluated:,}  open {n_open:,}  "
+                f"{(upper - lower) / upper if upper > 0 else 0.0:.3%}  "
+                f"nodes {stats.nodes_evaluated:,}  open {n_open:,}  "
                 f"splits {stats.spatial_splits:,}"
             )
 

@@ -117,9 +117,16 @@ def _newton(inner: Task, master: MasterResult, m: Candidate):
         return None
     G0, _ = inner.decoder(m.model)
     G, b = newton_refine(master.E[m.keep], inner.T, G0, inner.lam)
-    model = inner.model(m.W_enc, m.b_enc, G, b)
+    # Newton's active-set steps may zero a group: that latent leaves the model (K* counts
+    # nonzero groups only).
+    live = np.linalg.norm(G, axis=1) > 0
+    keep = m.keep.copy()
+    keep[np.flatnonzero(m.keep)[~live]] = False
+    model = inner.model(m.W_enc[:, live], m.b_enc[live], G[live], b)
     loss, residual = inner.loss_and_residual(model)
-    return replace(m, model=model, loss=loss, residual=residual)
+    return replace(m, model=model, loss=loss, residual=residual, W_enc=m.W_enc[:, live],
+                   b_enc=m.b_enc[live], k=int(live.sum()), hyperplanes=m.hyperplanes[live],
+                   keep=keep)
 
 
 def _merged(inner: Task, m: Candidate):

@@ -25,6 +25,7 @@ weights, recomputed in float64, and every stage checks the deadline.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -303,3 +304,102 @@ def width_incumbents(
         out.loss = sae_loss(out.sae, X, lam)  # recomputed in the caller's units
     out.seconds = time.perf_counter() - start
     return out
+
+
+_CACHE: dict[tuple, WidthSearch] = {}
+_CACHE_SIZE = 32
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def cached_incumbents(X: np.ndarray, lam: float, width: int, wide: SAE | None,
+                      time_limit: float | None) -> WidthSearch:
+    """:func:`width_incumbents` without starts, memoised on the data, ``lam``, ``width``,
+    the wide optimum's weights and the budget (a census or the demo compares many SAEs of
+    one width against the same incumbents)."""
+    wide_key = "" if wide is None else _digest(wide.W_enc, wide.b_enc, wide.W_dec, wide.b_dec)
+    key = (_digest(X), float(lam), int(width), wide_key, time_limit)
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = width_incumbents(X, lam, width, wide=wide, time_limit=time_limit)
+    return _CACHE[key]
+
+
+@dataclass(frozen=True)
+class KnownBetter:
+    """What :func:`known_better` found for one SAE (see :class:`convexdict.Comparison`).
+
+    Attributes
+    ----------
+    sae : SAE or None
+        An explicit SAE of width ``<= K`` whose recomputed loss beats the compared SAE's
+        loss by more than the tolerance (:func:`~convexdict.tolerance.improves`).
+    loss : float
+        Its loss (``nan`` when ``sae`` is None).
+    optimum_loss : float
+        The loss of the best explicit SAE of width ``<= K`` known (the certificate's model,
+        an incumbent, or the compared SAE itself below ``K*``); ``nan`` when none.
+    what : str
+        Where ``sae`` comes from, for messages.
+    """
+
+    sae: SAE | None
+    loss: float
+    optimum_loss: float
+    what: str
+
+
+def known_better(sae: SAE, X: np.ndarray, lam: float, cert, loss: float, tol: float,
+                 time_limit: float | None) -> KnownBetter:
+    """The best explicit SAE of width ``<= sae.width`` that beats ``sae``, if any.
+
+    Candidates: the certificate's explicit model when its width is at most ``K`` (the wide
+    optimum at ``K >= K*``; a fixed-width certificate's SAE), and below ``K*`` the explicit
+    width-``K`` incumbents of :func:`cached_incumbents` (``time_limit`` seconds; 0 skips
+    them). Every loss is recomputed in float64 by :func:`convexdict.sae_loss`.
+    """
+    from .tolerance import improves
+
+    width = sae.width
+    cands: list[tuple[SAE, str]] = []
+    if cert.fixed_width:
+        if cert.sae is not None and cert.width is not None and cert.width <= width:
+            cands.append((cert.sae, f"the fixed-width certificate's SAE (width {cert.width})"))
+    elif cert.optimum_sae is not None and cert.width_needed <= width:
+        cands.append((cert.optimum_sae, f"the certified optimum (K* = {cert.width_needed} <= "
+                                        f"width {width})"))
+    below = width < cert.width_needed and not (cert.fixed_width and cert.width == width)
+    if below and width >= 1 and (time_limit is None or time_limit > 0):
+        found = cached_incumbents(X, lam, width, cert.optimum_sae, time_limit)
+        if found.sae is not None:
+            cands.append((found.sae, f"an explicit width-{width} SAE ({found.source})"))
+    scored = [(sae_loss(c, X, lam), c, what) for c, what in cands]
+    if not scored:
+        return KnownBetter(None, math.nan, loss if below else math.nan, "")
+    best_loss, best, what = min(scored, key=lambda t: t[0])
+    optimum = min(best_loss, loss) if below or cert.fixed_width else best_loss
+    if improves(best_loss, loss, tol):
+        return KnownBetter(best, best_loss, optimum, what)
+    return KnownBetter(None, math.nan, optimum, "")
+
+
+def bracket_width(lower: float, upper: float) -> float:
+    """Relative width ``(upper - lower) / upper`` of a bracket (``inf`` without an upper
+    end, ``0`` when ``upper == 0``)."""
+    if not math.isfinite(upper):
+        return math.inf
+    return 0.0 if upper == 0 else (upper - lower) / upper
+
+
+def bracket_line(width: int, lower: float, upper: float) -> str:
+    """``"width-K optimum in [lower, upper] (relative width x%)"`` for summaries."""
+    return (f"width-{width} optimum in the bracket [{lower:.10g}, {upper:.10g}] (relative "
+            f"width {bracket_width(lower, upper):.3%})")

@@ -17,7 +17,7 @@ import numpy as np
 
 from .cvxpy_group_lasso import GroupLassoProblem, GroupLassoSolution
 from .dedup import first_unique_rows
-from .pricing import PricingResult
+from .pricing import EarlyStop, PricingResult
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ def column_generation(
     n_parts: int = 1,
     callback: Callable[[CGRound], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    early_stop: bool = True,
 ) -> CGResult:
     """Run column generation for (P).
 
@@ -90,6 +91,12 @@ def column_generation(
         full); called after each round.
     stop : callable ``() -> bool``, optional
         Checked after each round; True ends the loop (e.g. a time budget), unconverged.
+    early_stop : bool
+        With ``n_parts > 1``, price each round with an early exit
+        (:class:`solvers.pricing.EarlyStop`: stop once ``4 * per_round`` violating pivot
+        sets are found) instead of a fixed part; a round whose sweep completes is a
+        full pricing. False: the fixed parts. Convergence is declared only after a full
+        exact pricing either way.
 
     Atoms whose group is zero in the master solution are dropped from the active set
     (they can be priced back in later), which keeps the master small.
@@ -117,15 +124,22 @@ def column_generation(
         t1 = time.perf_counter()
         R = T - solution.b - E.T @ solution.G
         R -= R.mean(axis=0)
-        priced = None
-        if n_parts > 1:
-            priced = price_fn(R, 4 * per_round, (part_index, n_parts))
-            part_index += 1
-            if priced.max_value <= lam * (1 + tol):
-                priced = None  # nothing in this part: a full pricing decides
-        full = priced is None
-        if full:
-            priced = price_fn(R, 4 * per_round, None)
+        if n_parts > 1 and early_stop:
+            # Sweep until 4 * per_round violating pivot sets are found; a sweep that
+            # completes is a full exact pricing.
+            stop_at = EarlyStop(lam * (1 + tol), 4 * per_round, offset=k)
+            priced = price_fn(R, 4 * per_round, stop_at)
+            full = priced.method != "partial-sweep"
+        else:
+            priced = None
+            if n_parts > 1:
+                priced = price_fn(R, 4 * per_round, (part_index, n_parts))
+                part_index += 1
+                if priced.max_value <= lam * (1 + tol):
+                    priced = None  # nothing in this part: a full pricing decides
+            full = priced is None
+            if full:
+                priced = price_fn(R, 4 * per_round, None)
         t2 = time.perf_counter()
         info = CGRound(k, len(E), priced.max_value, t1 - t0, t2 - t1, solution.status)
         rounds.append(info)

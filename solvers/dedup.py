@@ -35,8 +35,13 @@ def first_unique_rows(A: Any, start: int = 0) -> Any:
     if isinstance(A, np.ndarray):
         if len(A) == 0:
             return np.zeros(0, dtype=np.intp)
-        _, first = np.unique(np.round(A, DECIMALS), axis=0, return_index=True)
-        first = np.sort(first)
+        # Equal rounded rows have equal bytes (``+ 0.0`` maps -0.0 to 0.0): one hash per
+        # row, O(m N), where np.unique(axis=0) sorts m rows of N fields (slow for large N).
+        rounded = np.ascontiguousarray(np.round(A, DECIMALS) + 0.0)
+        seen: dict[bytes, int] = {}
+        for i, row in enumerate(rounded):
+            seen.setdefault(row.tobytes(), i)
+        first = np.fromiter(sorted(seen.values()), dtype=np.intp, count=len(seen))
         return first[first >= start]
     import torch
 

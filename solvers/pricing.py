@@ -247,6 +247,7 @@ def _group_bounds(groups: Sequence[slice] | None, p: int) -> np.ndarray:
 KERNELS = ("auto", "fast", "legacy", "numpy")
 _FAST_RANKS = (2, 3, 4)
 _CHUNKS_PER_PART = 32
+_EARLY_CHUNKS = 256
 
 
 def _resolve_kernel(kernel: str, r: int) -> str:
@@ -271,22 +272,47 @@ def _resolve_kernel(kernel: str, r: int) -> str:
     return kernel
 
 
-def _price_fast(Y, R, groups, top: int, part: tuple[int, int] | None) -> PricingResult:
+@dataclass(frozen=True)
+class EarlyStop:
+    """Ask a sweep to stop early: once ``count`` pivot sets with a value above
+    ``threshold`` are found, chunks not yet started are skipped.
+
+    The result is then a partial pricing (``method == "partial-sweep"``): its violators
+    are true violators, but it proves nothing about the rest of ``E0``. When every
+    chunk was swept anyway, the result is a full exact pricing (``method == "sweep"``).
+    ``offset`` rotates the order in which chunks are visited (e.g. the round number).
+    """
+
+    threshold: float
+    count: int
+    offset: int = 0
+
+
+def _price_fast(Y, R, groups, top: int, part) -> PricingResult:
     """The sweep of :mod:`solvers._sweep_kernel`: per chunk of pivot sets, its ``top``
     best pivot sets (by their best event), merged here."""
     from ._sweep_kernel import sweep_chunks
 
     n, r = Y.shape
-    i, k = part if part is not None else (0, 1)
-    n_chunks = max(1, min(comb(n, r - 1), k * _CHUNKS_PER_PART))
-    top_v, top_u, events = sweep_chunks(
+    total = comb(n, r - 1)
+    i, k, stop = 0, 1, EarlyStop(0.0, 0)
+    if isinstance(part, EarlyStop):
+        stop, n_chunks = part, min(total, _EARLY_CHUNKS)
+    else:
+        i, k = part if part is not None else (0, 1)
+        i %= k
+        n_chunks = max(1, min(total, k * _CHUNKS_PER_PART))
+    top_v, top_u, events, swept = sweep_chunks(
         np.ascontiguousarray(Y, dtype=np.float64),
         np.ascontiguousarray(R, dtype=np.float64),
         _group_bounds(groups, R.shape[1]),
         max(top, 1),
         n_chunks,
-        i % k,
+        i,
         k,
+        float(stop.threshold),
+        int(stop.count),
+        int(stop.offset),
         RECOMPUTE_BELOW,
         ZERO_TOL,
         RANK_TOL,
@@ -294,10 +320,9 @@ def _price_fast(Y, R, groups, top: int, part: tuple[int, int] | None) -> Pricing
     best = _TopK(top, r + 1)
     flat_u = top_u.reshape(-1, r + 1)
     best.push(top_v.reshape(-1), lambda idx: flat_u[idx])
-    swept = range(n_chunks) if part is None else range(i % k, n_chunks, k)
-    size = -(-comb(n, r - 1) // n_chunks)
-    n_piv = sum(max(0, min(comb(n, r - 1), (c + 1) * size) - c * size) for c in swept)
-    method = "sweep" if part is None else "partial-sweep"
+    size = -(-total // n_chunks)
+    n_piv = sum(min(total, (c + 1) * size) - c * size for c in np.flatnonzero(swept))
+    method = "sweep" if swept.all() else "partial-sweep"
     return PricingResult(
         best.best, best.values, best.planes, n_piv * 2 * (n - 1), method, int(events.sum())
     )
@@ -309,7 +334,7 @@ def price_sweep(
     *,
     groups: Sequence[slice] | None = None,
     top: int = 0,
-    part: tuple[int, int] | None = None,
+    part: tuple[int, int] | EarlyStop | None = None,
     compiled: bool = True,
     kernel: str = "auto",
 ) -> PricingResult:
@@ -318,7 +343,10 @@ def price_sweep(
     Same contract as :func:`price_bruteforce`; ``O(C(N, r-1) N log N)`` work. With
     ``part=(i, k)`` only every ``k``-th chunk of pivot sets (offset ``i``) is swept: a
     *partial* pricing that finds true violators cheaply but proves nothing about the
-    rest of ``E0`` (column generation uses it between full pricings).
+    rest of ``E0`` (column generation uses it between full pricings). With
+    ``part=EarlyStop(...)`` the fast kernel stops once enough violators are found
+    (:class:`EarlyStop`); the other kernels then sweep everything (a full pricing
+    satisfies any early-stop request). ``method`` tells which one the result is.
 
     Parameters
     ----------
@@ -339,6 +367,8 @@ def price_sweep(
         return _price_fast(Y, R, groups, top, part)
     from ._sweep_batched import sweep_batched
 
+    if isinstance(part, EarlyStop):
+        part = None
     return sweep_batched(Y, R, groups, top, part, compiled=choice == "legacy")
 
 
@@ -349,7 +379,7 @@ def price(
     groups: Sequence[slice] | None = None,
     top: int = 0,
     method: str = "auto",
-    part: tuple[int, int] | None = None,
+    part: tuple[int, int] | EarlyStop | None = None,
 ) -> PricingResult:
     """Exact pricing with the kernel chosen by ``method`` (``auto``, ``sweep``, ``bruteforce``).
 

@@ -60,9 +60,16 @@ def test_hand_built_spurious_partial_minimum(clusters):
     assert cmp.gap > 0.1
     assert cmp.improve_decoder <= 1e-6 and cmp.improve_encoder <= 1e-6
     assert len(cmp.dead_latents) == cert.width_needed - 1
-    # the same trap below K*: a partial minimum that nothing certifies as spurious
+    # the same trap below K*: without the width-K search nothing certifies it as spurious
     narrow = polish(one_latent_for_two_clusters(), X, LAM)
-    assert compare(narrow, X, LAM, cert).verdict == "partial_minimum"
+    blind = compare(narrow, X, LAM, cert, search_time=0)
+    assert blind.verdict == "partial_minimum" and blind.better_sae is None
+    assert "bracket" in blind.message
+    # ... but an explicit width-1 SAE (issue 13's incumbents) beats it: spurious, with proof
+    seen = compare(narrow, X, LAM, cert)
+    assert seen.verdict == "spurious_partial_minimum", seen.message
+    assert seen.better_sae.width <= 1
+    assert seen.better_loss == cd.sae_loss(seen.better_sae, X, LAM) < seen.loss
 
 
 def test_random_sae_is_not_converged(clusters, rng):

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convexdict import affine_frame, enumerate_atoms
-from solvers.pricing import activations, price_bruteforce, price_sweep
+from solvers.pricing import EarlyStop, activations, price, price_bruteforce, price_sweep
 
 KERNELS = ("fast", "legacy", "numpy")
 
@@ -155,3 +155,25 @@ def test_crosscoder_groups_take_the_max_over_layers(rng):
     assert price_sweep(Y, R, groups=groups, compiled=False).max_value == pytest.approx(
         both, rel=1e-9
     )
+
+
+@pytest.mark.parametrize("r", [2, 3])
+def test_early_stop_returns_true_violators_and_completes_when_there_are_few(rng, r):
+    n = 60
+    _, Y = _frame_data(rng, n, r)
+    R = rng.normal(size=(n, 2))
+    full = price_sweep(Y, R, top=10)
+    low = 0.5 * full.max_value  # many violators: the sweep stops early
+    early = price_sweep(Y, R, top=10, part=EarlyStop(low, 10))
+    assert early.method == "partial-sweep"
+    assert 0 < early.n_events < full.n_events
+    assert np.all(early.values > low) and early.max_value <= full.max_value
+    A = activations(Y, early.hyperplanes)
+    E = A / A.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.linalg.norm(E @ R, axis=1), early.values, rtol=1e-9)
+    # Above the maximum nothing is found: the sweep completes and is a full exact pricing.
+    done = price(Y, R, top=10, part=EarlyStop(full.max_value * 1.01, 1, offset=3))
+    assert done.method == "sweep" and done.n_events == full.n_events
+    assert done.max_value == full.max_value
+    legacy = price_sweep(Y, R, part=EarlyStop(low, 1), kernel="legacy")
+    assert legacy.method == "sweep"

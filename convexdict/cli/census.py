@@ -77,6 +77,8 @@ def bounds_table(result: Any) -> Any:
         ("certified lower bound", f"{result.lower_bound:.12g}"),
         ("best polished loss (upper bound)", f"{result.best_loss:.12g}"),
         ("gap", f"{result.bound_gap:.3g}"),
+        ("bracket relative width (gap / best)",
+         f"{result.bound_gap / result.best_loss:.3%}" if result.best_loss > 0 else "0"),
         ("bound from", "fixed-width branch and bound" if result.fixed_width else "P* (all widths)"),
         ("certificate's own SAE (certified)",
          f"{result.certificate_upper_bound:.12g} "

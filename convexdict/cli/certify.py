@@ -94,6 +94,10 @@ def certificate_table(cert: Any, title: str = "certificate") -> Any:
     if cert.fixed_width:
         s = cert.search
         rows.insert(9, ("width (fixed)", str(cert.width)))
+        if not cert.certified:
+            rows.insert(10, (f"bracket of the width-{cert.width} optimum",
+                             f"[{cert.lower_bound:.10g}, {cert.upper_bound:.10g}] (relative "
+                             f"width {cert.relative_gap:.3%})"))
         rows.append(("branch and bound",
                      f"{s.get('nodes_evaluated', 0):,} relaxations, "
                      f"{s.get('n_patterns', 0):,} patterns, {s.get('spatial_splits', 0):,} "

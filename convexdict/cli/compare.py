@@ -84,6 +84,15 @@ def comparison_table(cmp: Any, title: str = "comparison") -> Any:
     for match in (cmp.decoder_matching, cmp.activation_matching):
         if match is not None:
             rows.append((f"matching ({match.criterion})", f"mean quality {match.mean_quality:.4f}"))
+    if 0 <= cmp.width < cmp.width_needed:
+        from ..width_incumbents import bracket_width
+
+        rows.append((f"bracket of the width-{cmp.width} optimum",
+                     f"[{cmp.lower_bound:.10g}, {cmp.optimum_loss:.10g}] (relative width "
+                     f"{bracket_width(cmp.lower_bound, cmp.optimum_loss):.3%})"))
+    if getattr(cmp, "better_sae", None) is not None:
+        rows.append(("better explicit SAE (proof of spurious)",
+                     f"width {cmp.better_sae.width}, loss {cmp.better_loss:.10g}"))
     if cmp.subsample is not None:
         rows.append(("samples", f"seeded subsample of {cmp.subsample['n_used']:,} of "
                      f"{cmp.subsample['n_total']:,}: every bound describes the subsample"))

@@ -33,10 +33,11 @@ class DemoConfig:
     steps: int
     lam_fraction: float = 0.3
     lr: float = 1e-2
+    search_time: float = 6.0  # seconds of explicit width-K incumbents per width below K*
 
 
 FULL = DemoConfig(n_samples=100, widths=(2, 4, 8, 0), seeds=(0, 1, 2), steps=1200)
-QUICK = DemoConfig(n_samples=24, widths=(2, 0), seeds=(0,), steps=100)
+QUICK = DemoConfig(n_samples=24, widths=(2, 0), seeds=(0,), steps=100, search_time=3.0)
 
 
 SHORT = {
@@ -72,9 +73,24 @@ def _row(width: int, seed: int, cmp: Any, polished: Any, seconds: float) -> dict
         "polished": {
             key: getattr(polished, key)
             for key in ("loss", "gap", "relative_gap", "verdict", "message", "dead_latents",
-                        "improve_decoder", "improve_encoder")
+                        "improve_decoder", "improve_encoder", "lower_bound", "optimum_loss",
+                        "better_loss")
         },
+        "bracket": _bracket(width, cmp, polished),
     }
+
+
+def _bracket(width: int, *cmps: Any) -> dict[str, float] | None:
+    """Below ``K*``: the bracket ``[lower, upper]`` of the width-``K`` optimum from both
+    comparisons (the best explicit SAE either knows), with its relative width."""
+    if width >= cmps[0].width_needed:
+        return None
+    from ..width_incumbents import bracket_width
+
+    lower = max(c.lower_bound for c in cmps)
+    known = [v for c in cmps for v in (c.optimum_loss, c.better_loss, c.loss) if v == v]
+    upper = min(known)
+    return {"lower": lower, "upper": upper, "relative_width": bracket_width(lower, upper)}
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> Any:
@@ -85,7 +101,7 @@ def _table(rows: list[dict[str, Any]], title: str) -> Any:
 
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("K", "seed", "loss", "gap", "rel.gap", "verdict", "dead", "pol.gap",
-                 "polished"):
+                 "polished", "bracket"):
         table.add_column(name, justify="left" if name in ("verdict", "polished") else "right",
                          no_wrap=True)
     for row in rows:
@@ -97,6 +113,7 @@ def _table(rows: list[dict[str, Any]], title: str) -> Any:
             f"{sgd['relative_gap']:.1e}", f"[{s_style}]{SHORT[sgd['verdict']]}[/{s_style}]",
             f"{len(sgd['dead_latents'])}/{row['width']}", f"{pol['gap']:.1e}",
             f"[{p_style}]{SHORT[pol['verdict']]}[/{p_style}]",
+            "-" if row["bracket"] is None else f"{row['bracket']['relative_width']:.2%}",
         )
     return table
 
@@ -126,16 +143,22 @@ def run_demo(out: Path, config: DemoConfig, console: Any) -> dict[str, Any]:
             sae = train_sae(X, lam, width, steps=config.steps, batch_size=X.shape[0],
                             lr=config.lr, seed=seed, device="cpu")
             seconds = time.perf_counter() - t0
-            cmp = compare(sae, X, lam, cert)
-            polished = compare(polish(sae, X, lam), X, lam, cert)
+            cmp = compare(sae, X, lam, cert, search_time=config.search_time)
+            polished = compare(polish(sae, X, lam), X, lam, cert,
+                               search_time=config.search_time)
             rows.append(_row(width, seed, cmp, polished, seconds))
             saes[(width, seed)] = (sae, cmp)
 
     out.mkdir(parents=True, exist_ok=True)
     seed0 = config.seeds[0]
+    panels = {f"SGD, width {w} (seed {seed0})": saes[(w, seed0)][0] for w in widths}
+    for w in widths:  # the explicit SAE that proves a row spurious, next to it
+        better = saes[(w, seed0)][1].better_sae
+        if better is not None and w < k_star:
+            panels[f"better width-{w} SAE (loss {saes[(w, seed0)][1].better_loss:.4g})"] = better
     figures = [
         plots.plot_atoms_2d(
-            X, {f"SGD, width {w} (seed {seed0})": saes[(w, seed0)][0] for w in widths},
+            X, panels,
             out / "atoms.png", reference=cert.optimum_sae,
             title=f"superposition_2d, N={X.shape[0]}, lam={lam:.3g}: certified optimum "
             f"(K* = {k_star}) vs SGD"),
@@ -167,9 +190,13 @@ def run_demo(out: Path, config: DemoConfig, console: Any) -> dict[str, Any]:
     say(
         console,
         "verdicts: global = certified_global; spurious = spurious_partial_minimum (a "
-        "partial minimum that the certified optimum beats at the same width); partial = "
-        "partial minimum below K*, not certifiably spurious; no conv = a convex block still "
-        "improves. pol.gap / polished: after alternating the two convex blocks (polish).",
+        "partial minimum that an explicit SAE of width <= K beats); partial = "
+        "partial minimum that no explicit SAE found beats; no conv = a convex block still "
+        "improves. pol.gap / polished: after alternating the two convex blocks (polish). "
+        "bracket (below K*): relative width (upper - lower) / upper of [lower bound, best "
+        "explicit width-K SAE known], the interval that holds the width-K optimum. Spurious "
+        "rows below K* are proven by an explicit SAE of width <= K with a lower loss "
+        "(drawn in atoms.png).",
     )
     say(console, f"computed in {elapsed:.1f} s; results: {json_path}")
     say(console, "figures: " + ", ".join(str(f) for f in figures))

@@ -276,6 +276,7 @@ def _enumerate(X, T_layers, dual, lam, out: Verification, exact, max_predicates)
                    columns=res.columns)
     if not res.feasible:
         subset, sigma, group, ratio = res.violation
+        details["violation_ratio"] = float(ratio)
         layer = f" (layer {group})" if len(groups) > 1 else ""
         raise _Refuted(f"the dual point is infeasible: on the atom of the hyperplane through "
                        f"samples {list(subset)}, orientation {'+' if sigma > 0 else '-'}, "
