@@ -85,6 +85,7 @@ from .sweep import SweepConfig, SweepResult, load_config, run_sweep
 from .tolerance import relative_gap, within_tol
 from .train import TrainResult, train_crosscoder, train_sae, train_transcoder
 from .verification import Verification, verify
+from .width_incumbents import WidthSearch, width_incumbents
 
 __all__ = [
     "Census",
@@ -182,5 +183,7 @@ __all__ = [
     "latent_table",
     "within_tol",
     "relative_gap",
+    "WidthSearch",
+    "width_incumbents",
 ]
 __version__ = "0.1.0"

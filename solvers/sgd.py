@@ -73,14 +73,9 @@ Example (two CPU processes)::
 
 from __future__ import annotations
 
-import math
 import os
-import re
-import sys
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,286 +85,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from .anchoring import Anchors, check_anchors
-from .atomic import atomic_write
-from .torch_sae import ACTIVATIONS, TorchSAE, _Objective
-
-DECAYS = ("cosine", "linear", "constant")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_CHUNK_ROWS = 65536
-_DEVICE_DATA_LIMIT = 4 * 2**30  # in-memory data up to this size is copied to the device
-_CKPT = re.compile(r"^ckpt_(\d{8,})\.pt$")
-# Fields that change the trajectory: a checkpoint only resumes a run that agrees on them.
-_TRAJECTORY_FIELDS = (
-    "lam", "width", "steps", "batch_size", "lr", "seed", "warmup_steps", "decay",
-    "activation", "k", "l1_warmup_steps", "resample_dead_every", "dead_window",
-    "resample_samples", "jumprelu_threshold", "jumprelu_bandwidth", "dtype",
-)
-
-
-def _need_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"The '{name}' parameter must be an integer >= {minimum}. Got {value!r}.")
-
-
-def _need_float(name: str, value: Any, allow_zero: bool) -> None:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        interval = "[0, inf)" if allow_zero else "(0, inf)"
-        raise ValueError(f"The '{name}' parameter must be a float in {interval}. Got {value!r}.")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of one SAE training run (the data and initial weights are passed apart).
-
-    Parameters
-    ----------
-    lam : float
-        Penalty weight: L1 (``relu``), L0 (``jumprelu``), unused by ``topk``/``batchtopk``.
-    width : int
-        Number of latents ``K``.
-    steps : int
-        Optimiser steps.
-    batch_size : int
-        Global batch size (all ranks together); capped at ``N``.
-    lr : float
-        Peak Adam learning rate.
-    seed : int
-        Seed of the generator for initialisation, batch order and resampling.
-    warmup_steps : int
-        Linear learning-rate warmup.
-    decay : {"cosine", "linear", "constant"}
-        Learning-rate shape after warmup (the first two reach 0 at ``steps``).
-    activation : {"relu", "topk", "batchtopk", "jumprelu"}
-    k : int, optional
-        Required by ``topk`` and ``batchtopk``.
-    l1_warmup_steps : int
-        Linear ramp of ``lam`` (0 = off); not the canonical objective during the ramp.
-    resample_dead_every : int
-        Resample dead latents every this many steps (0 = off).
-    dead_window : int
-        A latent that fired in none of the last ``dead_window`` batches is dead.
-    resample_samples : int
-        Rows scored when choosing resampling inputs.
-    jumprelu_threshold, jumprelu_bandwidth : float
-        Initial JumpReLU threshold and straight-through-estimator width.
-    lam_anchor : float
-        Weight of the feature-anchoring term (0 = off); needs ``anchors`` in
-        :func:`train`. Not the canonical objective when > 0.
-    dtype : {"float32", "float64"}
-    device : str
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-    checkpoint_dir : str, optional
-        Where checkpoints go (none when ``None``).
-    checkpoint_every : int
-        Steps between checkpoints (one is also written at the end).
-    keep_checkpoints : int
-        How many of the newest checkpoints to keep.
-    log_every : int
-        Steps between history records (one is also taken at the end).
-    quiet : bool
-        No progress bar.
-    """
-
-    lam: float
-    width: int
-    steps: int = 2000
-    batch_size: int = 256
-    lr: float = 1e-3
-    seed: int = 0
-    warmup_steps: int = 0
-    decay: str = "cosine"
-    activation: str = "relu"
-    k: int | None = None
-    l1_warmup_steps: int = 0
-    resample_dead_every: int = 0
-    dead_window: int = 1000
-    resample_samples: int = 4096
-    jumprelu_threshold: float = 1e-3
-    jumprelu_bandwidth: float = 1e-3
-    lam_anchor: float = 0.0
-    dtype: str = "float32"
-    device: str = "cpu"
-    checkpoint_dir: str | None = None
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    log_every: int = 50
-    quiet: bool = False
-
-    def __post_init__(self) -> None:
-        # Plain Python numbers throughout, so checkpoints load with weights_only=True.
-        for name in ("lam", "lr", "jumprelu_threshold", "jumprelu_bandwidth", "lam_anchor"):
-            _need_float(name, getattr(self, name), allow_zero=name in ("lam", "lam_anchor"))
-            object.__setattr__(self, name, float(getattr(self, name)))
-        for name, minimum in (
-            ("width", 1), ("steps", 0), ("batch_size", 1), ("seed", 0), ("warmup_steps", 0),
-            ("l1_warmup_steps", 0), ("resample_dead_every", 0), ("dead_window", 1),
-            ("resample_samples", 1), ("checkpoint_every", 1), ("keep_checkpoints", 1),
-            ("log_every", 1),
-        ):
-            _need_int(name, getattr(self, name), minimum)
-            object.__setattr__(self, name, int(getattr(self, name)))
-        for name, choices in (("decay", DECAYS), ("activation", ACTIVATIONS),
-                              ("dtype", tuple(DTYPES))):
-            if getattr(self, name) not in choices:
-                raise ValueError(
-                    f"The '{name}' parameter must be one of {choices}. "
-                    f"Got {getattr(self, name)!r}."
-                )
-        if self.activation in ("topk", "batchtopk"):
-            _need_int("k", self.k, 1)
-            object.__setattr__(self, "k", int(self.k))
-            if self.k > self.width:
-                raise ValueError(f"The 'k' parameter must be <= width={self.width}. Got {self.k}.")
-        elif self.k is not None:
-            raise ValueError(
-                f"The 'k' parameter is only used by 'topk' and 'batchtopk'; leave it None for "
-                f"activation={self.activation!r}. Got {self.k!r}."
-            )
-
-
-# ---------------------------------------------------------------------------- data
-class _Data:
-    """Row access to an array, a ``.npy`` memory map or a tensor, without loading a map."""
-
-    def __init__(self, X: Any, dtype: torch.dtype, device: torch.device,
-                 name: str = "X") -> None:
-        self.name = name
-        if isinstance(X, (str, os.PathLike)):
-            X = np.load(X, mmap_mode="r")
-        if isinstance(X, torch.Tensor):
-            X = X.detach()
-        elif not isinstance(X, np.ndarray):
-            X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-            raise ValueError(
-                f"The '{name}' parameter must be a non-empty 2-D array (N, d). "
-                f"Got shape {tuple(X.shape)}."
-            )
-        self.source = X
-        self.n, self.d = int(X.shape[0]), int(X.shape[1])
-        self.dtype, self.device = dtype, device
-        self.resident: torch.Tensor | None = None
-        size = self.n * self.d * torch.empty((), dtype=dtype).element_size()
-        if not isinstance(X, np.memmap) and (device.type == "cpu" or size <= _DEVICE_DATA_LIMIT):
-            if isinstance(X, np.ndarray):
-                # torch needs writeable memory and non-negative strides (e.g. X[:, ::-1])
-                X = torch.from_numpy(np.ascontiguousarray(X) if X.flags.writeable else X.copy())
-            self.resident = X.to(device=device, dtype=dtype)
-
-    def _host_chunk(self, start: int, stop: int) -> np.ndarray:
-        chunk = self.source[start:stop]
-        if isinstance(chunk, torch.Tensor):
-            return chunk.to("cpu", torch.float64).numpy()
-        return np.asarray(chunk, dtype=np.float64)
-
-    def mean(self) -> np.ndarray:
-        """Exact float64 column means ``(d,)``, in chunks; checks finiteness on the way."""
-        total = np.zeros(self.d)
-        for start in range(0, self.n, _CHUNK_ROWS):
-            chunk = self._host_chunk(start, min(start + _CHUNK_ROWS, self.n))
-            if not np.all(np.isfinite(chunk)):
-                raise ValueError(
-                    f"The '{self.name}' parameter must contain only finite values. Got NaN or "
-                    f"infinite entries in rows [{start}, {start + chunk.shape[0]})."
-                )
-            total += chunk.sum(axis=0)
-        return total / self.n
-
-    def _to_device(self, host: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":  # pinned + non_blocking: no stream sync per step
-            return host.pin_memory().to(self.device, non_blocking=True)
-        return host
-
-    def rows(self, idx: np.ndarray) -> torch.Tensor:
-        """Rows ``idx`` as a ``(len(idx), d)`` tensor of the training dtype and device."""
-        if self.resident is not None:
-            return self.resident.index_select(0, self._to_device(torch.from_numpy(idx)))
-        host = torch.from_numpy(np.asarray(self.source[idx]))
-        return self._to_device(host).to(self.dtype)
-
-
-class _Targets:
-    """The target layers of a transcoder or crosscoder, read row-aligned with ``X``."""
-
-    def __init__(self, targets: Any, n: int, dtype: torch.dtype, device: torch.device) -> None:
-        if isinstance(targets, (np.ndarray, torch.Tensor, str, os.PathLike)) \
-                or not isinstance(targets, Sequence) or len(targets) == 0:
-            raise ValueError(
-                "The 'targets' parameter must be a non-empty list of (N, d_l) arrays, tensors "
-                f"or .npy paths (one per layer). Got {type(targets).__name__}."
-            )
-        self.layers = [_Data(T, dtype, device, name=f"targets[{i}]")
-                       for i, T in enumerate(targets)]
-        for layer in self.layers:
-            if layer.n != n:
-                raise ValueError(
-                    f"The '{layer.name}' parameter must have N={n} rows like X (row i is the "
-                    f"target of X[i]). Got {layer.n} rows."
-                )
-        self.dims = tuple(layer.d for layer in self.layers)
-
-    def mean(self) -> np.ndarray:
-        """Exact float64 column means of the concatenated layers, shape ``(D,)``."""
-        return np.concatenate([layer.mean() for layer in self.layers])
-
-    def rows(self, idx: np.ndarray) -> torch.Tensor:
-        """Rows ``idx`` of the concatenated layers, shape ``(len(idx), D)``."""
-        parts = [layer.rows(idx) for layer in self.layers]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-
-
-class _Sampler:
-    """Shuffled epochs without replacement; every epoch's permutation comes from a seed
-    drawn from the shared generator, so the state is two integers."""
-
-    def __init__(self, n: int, batch: int, generator: torch.Generator) -> None:
-        self.n, self.batch, self.generator = n, batch, generator
-        self.epoch_seed: int | None = None
-        self.pos = 0
-        self._perm: torch.Tensor | None = None
-
-    def _permute(self) -> None:
-        gen = torch.Generator().manual_seed(self.epoch_seed)
-        self._perm = torch.randperm(self.n, generator=gen)
-
-    def next(self) -> np.ndarray:
-        """Sorted int64 indices of the next global batch."""
-        if self.batch >= self.n:
-            return np.arange(self.n)
-        if self.epoch_seed is None or self.pos + self.batch > self.n:
-            self.epoch_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
-            self.pos = 0
-            self._permute()
-        idx = self._perm[self.pos : self.pos + self.batch]
-        self.pos += self.batch
-        return np.sort(idx.numpy())
-
-    def state_dict(self) -> dict[str, int | None]:
-        return {"epoch_seed": self.epoch_seed, "pos": self.pos}
-
-    def load_state_dict(self, state: dict[str, int | None]) -> None:
-        self.epoch_seed, self.pos = state["epoch_seed"], int(state["pos"])
-        if self.epoch_seed is not None:
-            self._permute()
-
-
-@dataclass
-class _LRSchedule:
-    """Learning-rate multiplier for optimiser step ``i`` (0-based)."""
-
-    warmup: int
-    total: int
-    decay: str
-
-    def __call__(self, i: int) -> float:
-        if i < self.warmup:
-            return (i + 1) / self.warmup
-        if self.decay == "constant":
-            return 1.0
-        frac = min(1.0, (i - self.warmup) / max(1, self.total - self.warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * frac)) if self.decay == "cosine" else 1.0 - frac
+from .progress import Display
+from .sgd_checkpoints import resume_state, save_checkpoint
+from .sgd_config import DECAYS, DTYPES, TRAJECTORY_FIELDS, TrainConfig, need_int
+from .sgd_data import Data, LRSchedule, Sampler, Targets
+from .torch_sae import TorchSAE, _Objective
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -404,111 +124,11 @@ def _global_idle(idle: torch.Tensor, world: int) -> torch.Tensor:
     return idle
 
 
-def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    if not directory.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _CKPT.match(p.name))]
-    return sorted(found)
-
-
-def _save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int) -> Path:
-    """Atomic write (:func:`solvers.atomic.atomic_write`, fsynced), then prune old ones."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"ckpt_{step:08d}.pt"
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    atomic_write(path, write)
-    for _, old in _checkpoints(directory)[:-keep]:
-        old.unlink(missing_ok=True)
-    return path
-
-
-_STATE_KEYS = frozenset({"config", "data_shape", "step", "elapsed", "model", "optimizer",
-                         "scheduler", "generator", "sampler", "idle", "history"})
-
-
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint's state; ``ValueError`` naming the file when it is unreadable."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated: RuntimeError/EOFError/OSError; pickle errors, ...
-        lines = str(exc).strip().splitlines()
-        why = f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
-        raise ValueError(f"checkpoint {path} is unreadable ({why})") from exc
-    if not isinstance(state, dict) or not _STATE_KEYS <= set(state):
-        raise ValueError(f"checkpoint {path} is not a solvers.sgd checkpoint")
-    return state
-
-
-def _say(message: str, rank: int) -> None:
-    if rank == 0:
-        print(message, file=sys.stderr, flush=True)
-
-
-def _resume_state(directory: Path, rank: int) -> dict[str, Any] | None:
-    """The newest readable checkpoint in ``directory`` (``None`` if there is none).
-
-    Unreadable checkpoints (a kill during a copy, a full disk) are skipped, newest first,
-    and renamed to ``<name>.unreadable`` so that pruning never keeps them instead of
-    good ones. Prints one line saying which step resumed (or that none exists); raises
-    ``ValueError`` when checkpoints exist but none is readable.
-    """
-    found = _checkpoints(directory)
-    if not found:
-        _say(f"resume: no checkpoint in {directory}; starting from step 0", rank)
-        return None
-    skipped: list[tuple[Path, str]] = []
-    for _, path in reversed(found):
-        try:
-            state = _read_checkpoint(path)
-        except ValueError as exc:
-            skipped.append((path, str(exc)))
-            continue
-        note = ""
-        if skipped:
-            note = (f"; skipped {len(skipped)} unreadable newer checkpoint(s), renamed to "
-                    f"*.unreadable: {'; '.join(why for _, why in skipped)}")
-            if rank == 0:
-                for bad, _ in skipped:
-                    bad.replace(bad.with_name(bad.name + ".unreadable"))
-        _say(f"resume: resumed from step {int(state['step'])} ({path}){note}", rank)
-        state["_path"] = path
-        return state
-    raise ValueError(
-        f"The 'checkpoint_dir' {str(directory)!r} holds {len(found)} checkpoint(s) but none is "
-        f"readable ({'; '.join(why for _, why in skipped)}). Delete them or use another "
-        "'checkpoint_dir'."
-    )
-
-
-def _progress(enabled: bool, total: int) -> AbstractContextManager[Any]:
-    if not enabled:
-        return nullcontext(None)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("SAE"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
-    )
-
-
 # ---------------------------------------------------------------------------- resampling
 @torch.no_grad()
-def _resample(model: TorchSAE, opt: torch.optim.Optimizer, data: _Data,
+def _resample(model: TorchSAE, opt: torch.optim.Optimizer, data: Data,
               gen: torch.Generator, idle: torch.Tensor, config: TrainConfig,
-              world: int, targets: _Targets | None = None,
+              world: int, targets: Targets | None = None,
               input_mean: torch.Tensor | None = None) -> int:
     """Resample dead latents in place (module docstring); returns how many."""
     dead = _global_idle(idle, world) >= config.dead_window
@@ -608,7 +228,7 @@ def train(
         ``time``; ``step``: steps completed.
     """
     if stop_after is not None:
-        _need_int("stop_after", stop_after, 0)
+        need_int("stop_after", stop_after, 0)
     if init is not None and not {"W_enc", "b_enc", "W_dec", "b_dec"} <= set(init):
         raise ValueError(
             "The 'init' parameter must be a dict with keys 'W_enc', 'b_enc', 'W_dec' and "
@@ -630,73 +250,77 @@ def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
            device: torch.device, progress: bool | None, resume: bool,
            stop_after: int | None, callback: Callable[..., None] | None,
            targets: Any = None, anchors: Any = None) -> dict[str, Any]:
-    rank, world = _dist_world()
-    dtype = DTYPES[config.dtype]
-    data = _Data(X, dtype, device)
-    tgt = None if targets is None else _Targets(targets, data.n, dtype, device)
-    out_dims = None if tgt is None else tgt.dims
-    d_out = data.d if tgt is None else sum(tgt.dims)
-    anchor_set = None if anchors is None else check_anchors(anchors, data.d, d_out,
-                                                            config.width)
-    if config.lam_anchor > 0 and anchor_set is None:
-        raise ValueError(
-            f"The 'lam_anchor' parameter is {config.lam_anchor} but no 'anchors' were given. "
-            "Pass anchors=(A_enc, A_dec) (e.g. anchors_from_features) or lam_anchor=0."
-        )
-    batch = min(config.batch_size, data.n)
-    if batch < world:
-        raise ValueError(
-            f"The 'batch_size' parameter must be >= the number of processes ({world}). "
-            f"Got {batch}."
-        )
-    gen = torch.Generator().manual_seed(config.seed)
-    mean = data.mean()
-    target_mean = mean if tgt is None else tgt.mean()
-    model = TorchSAE(data.d, config.width, config.activation, config.k, out_dims=out_dims,
-                     threshold=config.jumprelu_threshold,
-                     bandwidth=config.jumprelu_bandwidth, dtype=dtype, device=device)
-    if init is None:
-        model.initialize(target_mean, gen, input_mean=None if tgt is None else mean)
-    else:
-        try:
-            start = TorchSAE.from_arrays(
-                init["W_enc"], init["b_enc"], init["W_dec"], init["b_dec"], dtype, device,
-                activation=config.activation, k=config.k,
-                threshold=init.get("threshold", config.jumprelu_threshold
-                                   if config.activation == "jumprelu" else None),
-                bandwidth=config.jumprelu_bandwidth, out_dims=out_dims)
-        except ValueError as exc:
-            raise ValueError(f"The 'init' parameter is invalid: {exc}") from exc
-        if (start.d_in, start.width) != (data.d, config.width):
-            raise ValueError(
-                f"The 'init' parameter must hold weights of shape d={data.d}, "
-                f"K={config.width}. Got d={start.d_in}, K={start.width}."
-            )
-        model.load_state_dict(start.state_dict())
-    anchored = anchor_set is not None and config.lam_anchor > 0
-    a_enc = a_dec = None
-    if anchored:
-        a_enc, a_dec = (None if a is None else torch.as_tensor(a, dtype=dtype, device=device)
-                        for a in anchor_set)
-    objective = _Objective(model, a_enc, a_dec, config.lam_anchor)
-    identity = _identity(config, tgt, anchor_set if anchored else None)
-    net = objective
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        net = DistributedDataParallel(objective, device_ids=ids)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _LRSchedule(config.warmup_steps, config.steps, config.decay))
-    sampler = _Sampler(data.n, batch, gen)
-    idle = torch.zeros(config.width, dtype=torch.long, device=device)
-    history: list[dict[str, float]] = []
-    step, elapsed = 0, 0.0
-    ckdir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+    """The training pipeline: set up -> restore (resume) -> steps -> result."""
+    run = _Run(X, config, init, device, targets, anchors)
+    if resume and run.ckdir is not None:
+        run.restore()
+    stop = config.steps if stop_after is None else min(config.steps, stop_after)
+    show = (not config.quiet if progress is None else progress) and run.rank == 0
+    run.loop(stop, show and run.step < stop, callback)
+    return run.result()
 
-    state = _resume_state(ckdir, rank) if resume and ckdir is not None else None
-    if state is not None:
-        mine, source = identity, state["_path"]
-        if state["config"] != mine or tuple(state["data_shape"]) != (data.n, data.d):
+
+class _Run:
+    """One training run's state; each stage of the loop is a method (see the module
+    docstring for what happens in which order)."""
+
+    def __init__(self, X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
+                 device: torch.device, targets: Any, anchors: Any) -> None:
+        self.rank, self.world = _dist_world()
+        self.config = config
+        dtype = DTYPES[config.dtype]
+        self.data = data = Data(X, dtype, device)
+        self.tgt = tgt = None if targets is None else Targets(targets, data.n, dtype, device)
+        out_dims = None if tgt is None else tgt.dims
+        d_out = data.d if tgt is None else sum(tgt.dims)
+        anchor_set = None if anchors is None else check_anchors(anchors, data.d, d_out,
+                                                                config.width)
+        if config.lam_anchor > 0 and anchor_set is None:
+            raise ValueError(
+                f"The 'lam_anchor' parameter is {config.lam_anchor} but no 'anchors' were "
+                "given. Pass anchors=(A_enc, A_dec) (e.g. anchors_from_features) or "
+                "lam_anchor=0."
+            )
+        batch = min(config.batch_size, data.n)
+        if batch < self.world:
+            raise ValueError(
+                f"The 'batch_size' parameter must be >= the number of processes "
+                f"({self.world}). Got {batch}."
+            )
+        self.gen = torch.Generator().manual_seed(config.seed)
+        mean = data.mean()
+        target_mean = mean if tgt is None else tgt.mean()
+        self.model = _model(data.d, config, init, out_dims, dtype, device, target_mean,
+                            None if tgt is None else mean, self.gen)
+        anchored = anchor_set is not None and config.lam_anchor > 0
+        a_enc = a_dec = None
+        if anchored:
+            a_enc, a_dec = (None if a is None else torch.as_tensor(a, dtype=dtype, device=device)
+                            for a in anchor_set)
+        objective = _Objective(self.model, a_enc, a_dec, config.lam_anchor)
+        self.identity = _identity(config, tgt, anchor_set if anchored else None)
+        self.net = objective
+        if self.world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = DistributedDataParallel(objective, device_ids=ids)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, LRSchedule(config.warmup_steps, config.steps, config.decay))
+        self.sampler = Sampler(data.n, batch, self.gen)
+        self.idle = torch.zeros(config.width, dtype=torch.long, device=device)
+        self.history: list[dict[str, float]] = []
+        self.step, self.elapsed, self.t0 = 0, 0.0, time.perf_counter()
+        self.ckdir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+        self.mean_t = torch.as_tensor(mean, dtype=dtype, device=device)
+        self.target_mean_t = torch.as_tensor(target_mean, dtype=dtype, device=device)
+
+    def restore(self) -> None:
+        """Continue from the newest readable checkpoint (same trajectory settings only)."""
+        state = resume_state(self.ckdir, self.rank)
+        if state is None:
+            return
+        mine, source = self.identity, state["_path"]
+        if state["config"] != mine or tuple(state["data_shape"]) != (self.data.n, self.data.d):
             diff = sorted(f for f in set(mine) | set(state["config"])
                           if state["config"].get(f) != mine.get(f))
             raise ValueError(
@@ -704,97 +328,140 @@ def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
                 f"settings: {diff or 'data shape'}). Use another 'checkpoint_dir' or "
                 "resume=False."
             )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        sampler.load_state_dict(state["sampler"])
-        idle = state["idle"].to(device)
-        history, step, elapsed = state["history"], int(state["step"]), float(state["elapsed"])
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.gen.set_state(state["generator"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.idle = state["idle"].to(self.idle.device)
+        self.history = state["history"]
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
 
-    def checkpoint() -> None:
-        if ckdir is None or rank != 0:
+    def checkpoint(self) -> None:
+        """Write the whole state (rank 0), atomically; old checkpoints are pruned."""
+        if self.ckdir is None or self.rank != 0:
             return
         state = {
-            "config": identity,
-            "data_shape": (data.n, data.d), "step": step,
-            "elapsed": elapsed + time.perf_counter() - t0, "model": model.state_dict(),
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "generator": gen.get_state(), "sampler": sampler.state_dict(),
-            "idle": idle.cpu(), "history": history,
+            "config": self.identity,
+            "data_shape": (self.data.n, self.data.d), "step": self.step,
+            "elapsed": self.elapsed + time.perf_counter() - self.t0,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "generator": self.gen.get_state(), "sampler": self.sampler.state_dict(),
+            "idle": self.idle.cpu(), "history": self.history,
         }
-        _save_checkpoint(ckdir, step, state, config.keep_checkpoints)
+        save_checkpoint(self.ckdir, self.step, state, self.config.keep_checkpoints)
 
-    stop = config.steps if stop_after is None else min(config.steps, stop_after)
-    show = (not config.quiet if progress is None else progress) and rank == 0
-    mean_t = torch.as_tensor(mean, dtype=dtype, device=device)
-    target_mean_t = torch.as_tensor(target_mean, dtype=dtype, device=device)
-    model.train()
-    t0 = time.perf_counter()
-    with _progress(show and step < stop, config.steps) as bar:
-        task = bar.add_task("train", total=config.steps, completed=step, stats="") if bar else None
-        while step < stop:
-            idx = sampler.next()
-            shard = np.array_split(idx, world)[rank] if world > 1 else idx
-            x = data.rows(shard)
-            y = None if tgt is None else tgt.rows(shard)
-            lam_t = config.lam
-            if config.l1_warmup_steps:
-                lam_t = config.lam * min(1.0, (step + 1) / config.l1_warmup_steps)
-            out = net(x, lam_t, y)
-            loss = out.loss
-            if world > 1 and len(shard) * world != len(idx):
-                loss = loss * (len(shard) * world / len(idx))
-            if out.anchor is not None:  # a function of the weights only: not reweighted
-                loss = loss + out.anchor
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            with torch.no_grad():
-                fired = out.codes.detach().amax(dim=0) > 0  # codes are >= 0
-                idle = torch.where(fired, torch.zeros_like(idle), idle + 1)
-            if config.resample_dead_every and step % config.resample_dead_every == 0 \
-                    and step < config.steps:
-                _resample(model, opt, data, gen, idle, config, world, tgt, mean_t)
-            if step % config.log_every == 0 or step == config.steps:
-                record = _record(out, x if y is None else y, target_mean_t, idle, step, world,
-                                 len(idx), config)
-                record.update(lr=sched.get_last_lr()[0], lam=lam_t,
-                              time=elapsed + time.perf_counter() - t0,
-                              anchor_penalty=0.0 if out.anchor is None
-                              else float(out.anchor.detach()))
-                history.append(record)
-                if bar is not None:
-                    bar.update(task, stats=(
+    def adam_step(self) -> tuple[Any, torch.Tensor, int, float]:
+        """Draw a batch and take one Adam step; returns ``(out, batch targets, global
+        batch size, lam used)``."""
+        config, world = self.config, self.world
+        idx = self.sampler.next()
+        shard = np.array_split(idx, world)[self.rank] if world > 1 else idx
+        x = self.data.rows(shard)
+        y = None if self.tgt is None else self.tgt.rows(shard)
+        lam_t = config.lam
+        if config.l1_warmup_steps:
+            lam_t = config.lam * min(1.0, (self.step + 1) / config.l1_warmup_steps)
+        out = self.net(x, lam_t, y)
+        loss = out.loss
+        if world > 1 and len(shard) * world != len(idx):
+            loss = loss * (len(shard) * world / len(idx))
+        if out.anchor is not None:  # a function of the weights only: not reweighted
+            loss = loss + out.anchor
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        with torch.no_grad():
+            fired = out.codes.detach().amax(dim=0) > 0  # codes are >= 0
+            self.idle = torch.where(fired, torch.zeros_like(self.idle), self.idle + 1)
+        return out, x if y is None else y, len(idx), lam_t
+
+    def record(self, out: Any, y: torch.Tensor, global_batch: int, lam_t: float) -> dict:
+        """Append one history record (batch statistics summed over ranks)."""
+        record = _record(out, y, self.target_mean_t, self.idle, self.step, self.world,
+                         global_batch, self.config)
+        record.update(lr=self.sched.get_last_lr()[0], lam=lam_t,
+                      time=self.elapsed + time.perf_counter() - self.t0,
+                      anchor_penalty=0.0 if out.anchor is None else float(out.anchor.detach()))
+        self.history.append(record)
+        return record
+
+    def loop(self, stop: int, show: bool, callback: Callable[..., None] | None) -> None:
+        """Steps until ``stop``: Adam step, resampling, records, checkpoints."""
+        config = self.config
+        self.model.train()
+        self.t0 = time.perf_counter()
+        with Display("SAE", config.steps, enabled=show, completed=self.step,
+                     fields={"stats": ""}) as display:
+            while self.step < stop:
+                out, y, global_batch, lam_t = self.adam_step()
+                if config.resample_dead_every and self.step % config.resample_dead_every == 0 \
+                        and self.step < config.steps:
+                    _resample(self.model, self.opt, self.data, self.gen, self.idle, config,
+                              self.world, self.tgt, self.mean_t)
+                if self.step % config.log_every == 0 or self.step == config.steps:
+                    record = self.record(out, y, global_batch, lam_t)
+                    display.update(stats=(
                         f"loss {record['loss']:.4g}  L0 {record['l0']:.3g}  "
                         f"EV {record['explained_variance']:.3f}  "
                         f"dead {record['dead_fraction']:.3f}"))
-                if callback is not None:
-                    callback(step, record)
-            if step % config.checkpoint_every == 0 or step == stop:
-                checkpoint()
-            if bar is not None:
-                bar.update(task, advance=1)
-    model.eval()
-    result: dict[str, Any] = model.to_arrays()
-    keys = ("step", "loss", "anchor_penalty", "l0", "explained_variance", "dead_fraction",
-            "lr", "lam", "time")
-    # .get: records from checkpoints written before anchoring existed lack that key
-    result["history"] = {key: np.array([rec.get(key, 0.0) for rec in history])
-                         for key in keys}
-    result["step"] = step
-    return result
+                    if callback is not None:
+                        callback(self.step, record)
+                if self.step % config.checkpoint_every == 0 or self.step == stop:
+                    self.checkpoint()
+                display.update(advance=1)
+        self.model.eval()
+
+    def result(self) -> dict[str, Any]:
+        """Float64 weights, the history as arrays, and the steps done."""
+        result: dict[str, Any] = self.model.to_arrays()
+        keys = ("step", "loss", "anchor_penalty", "l0", "explained_variance", "dead_fraction",
+                "lr", "lam", "time")
+        # .get: records from checkpoints written before anchoring existed lack that key
+        result["history"] = {key: np.array([rec.get(key, 0.0) for rec in self.history])
+                             for key in keys}
+        result["step"] = self.step
+        return result
 
 
-def _identity(config: TrainConfig, targets: _Targets | None,
+def _model(d: int, config: TrainConfig, init: dict[str, np.ndarray] | None, out_dims,
+           dtype: torch.dtype, device: torch.device, target_mean: np.ndarray,
+           input_mean: np.ndarray | None, gen: torch.Generator) -> TorchSAE:
+    """The model, initialised by default (module docstring) or from ``init``."""
+    model = TorchSAE(d, config.width, config.activation, config.k, out_dims=out_dims,
+                     threshold=config.jumprelu_threshold,
+                     bandwidth=config.jumprelu_bandwidth, dtype=dtype, device=device)
+    if init is None:
+        model.initialize(target_mean, gen, input_mean=input_mean)
+        return model
+    try:
+        start = TorchSAE.from_arrays(
+            init["W_enc"], init["b_enc"], init["W_dec"], init["b_dec"], dtype, device,
+            activation=config.activation, k=config.k,
+            threshold=init.get("threshold", config.jumprelu_threshold
+                               if config.activation == "jumprelu" else None),
+            bandwidth=config.jumprelu_bandwidth, out_dims=out_dims)
+    except ValueError as exc:
+        raise ValueError(f"The 'init' parameter is invalid: {exc}") from exc
+    if (start.d_in, start.width) != (d, config.width):
+        raise ValueError(
+            f"The 'init' parameter must hold weights of shape d={d}, "
+            f"K={config.width}. Got d={start.d_in}, K={start.width}."
+        )
+    model.load_state_dict(start.state_dict())
+    return model
+
+
+def _identity(config: TrainConfig, targets: Targets | None,
               anchors: Anchors | None) -> dict[str, Any]:
     """What a checkpoint must agree on to be resumed (plain Python values only).
 
     The SAE entries are exactly the pre-targets ones, so older checkpoints still resume.
     """
-    ident: dict[str, Any] = {f: getattr(config, f) for f in _TRAJECTORY_FIELDS}
+    ident: dict[str, Any] = {f: getattr(config, f) for f in TRAJECTORY_FIELDS}
     if targets is not None:
         ident["target_dims"] = list(targets.dims)
     if anchors is not None:
