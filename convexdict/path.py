@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from solvers.progress import Display
+
 from ._validation import check_matrix, check_positive
 from .certify import Certificate, certify
 
@@ -55,21 +57,10 @@ def certify_path(
     order = np.argsort(values)[::-1]
     results: dict[int, Certificate] = {}
     previous: Certificate | None = None
-    bar = None
-    if progress:
-        from rich.progress import Progress
-
-        bar = Progress()
-        task = bar.add_task("regularisation path", total=len(values))
-        bar.start()
-    try:
+    with Display("regularisation path", len(values), enabled=progress) as display:
         for i in order:
             cert = certify(X, values[i], warm_start=previous, **certify_kwargs)
             results[int(i)] = cert
             previous = cert
-            if bar is not None:
-                bar.advance(task)
-    finally:
-        if bar is not None:
-            bar.stop()
+            display.update(advance=1)
     return [results[i] for i in range(len(values))]

@@ -617,7 +617,8 @@ def run_sweep(
     SweepResult
     """
     from distributed import as_completed
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from solvers.progress import Display
 
     start = time.perf_counter()
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
@@ -651,12 +652,11 @@ def run_sweep(
         own, cluster = client is None, None
         if own:
             client, cluster = _open_client(scheduler, workers)
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), disable=not progress)
-        task = bar.add_task("cells", total=len(cells), completed=len(cells) - len(todo))
+        bar = None
         try:
             waiting = _submit(client, cfg, specs, todo)
-            bar.start()
+            bar = Display("cells", len(cells), enabled=progress,
+                          completed=len(cells) - len(todo))
             last_flush = 0.0
             for future in as_completed(list(waiting)):
                 kind, item = waiting.pop(future)
@@ -674,12 +674,13 @@ def run_sweep(
                             {"config": item.describe(), **record})
                 rows[item.cell_id] = record["row"]
                 n_errors += record["row"]["status"] == "error"
-                bar.update(task, advance=1, description=f"cells ({n_errors} failed)")
+                bar.update(f"cells ({n_errors} failed)", advance=1)
                 if time.perf_counter() - last_flush > 1.0:
                     _write_tables(out, _table(rows, cells), parquet=False)
                     last_flush = time.perf_counter()
         finally:
-            bar.stop()
+            if bar is not None:
+                bar.stop()
             _write_tables(out, _table(rows, cells), parquet=False)
             if own:
                 client.close()
