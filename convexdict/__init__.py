@@ -60,7 +60,6 @@ from .family import (
 )
 from .io import (
     dictionary_learning_to_canonical,
-    load_sae,
     saelens_to_canonical,
     save_sae,
     sparsify_to_canonical,
@@ -79,7 +78,7 @@ from .pieces import (
     partial_minimum_test,
     polish,
 )
-from .sae import SAE, LossTerms, sae_loss, sae_loss_terms
+from .sae import SAE, LossTerms, load_sae, sae_loss, sae_loss_terms
 from .scale_compare import compare_streamed, latent_table
 from .sweep import SweepConfig, SweepResult, load_config, run_sweep
 from .tolerance import relative_gap, within_tol

@@ -28,14 +28,17 @@ import os
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from solvers.atomic import atomic_write
 
 from ._validation import check_choice, check_int, check_matrix, check_positive
-from .sae import SAE, LossTerms
+from .loss_terms import LossTerms
+
+if TYPE_CHECKING:
+    from .sae import SAE
 
 SAELENS_CFG = "cfg.json"
 # cfg.json keys that change the loaded function and have no safe default: missing is an error.
@@ -59,6 +62,15 @@ _SAVE_DTYPES = ("float32", "float64")
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+class SAEArrays(NamedTuple):
+    """An SAE's weights as plain float64 arrays (SAELens orientation)."""
+
+    W_enc: np.ndarray
+    b_enc: np.ndarray
+    W_dec: np.ndarray
+    b_dec: np.ndarray
 
 
 def _fail(path: Path, expected: str, found: str) -> ValueError:
@@ -156,7 +168,9 @@ def _detect_format(path: Path) -> tuple[str, Path]:
 # --------------------------------------------------------------------------- readers
 
 
-def _load_saelens(path: Path, norm_scaling_factor: float | None) -> tuple[SAE, dict[str, Any]]:
+def _load_saelens(
+    path: Path, norm_scaling_factor: float | None
+) -> tuple[SAEArrays, dict[str, Any]]:
     cfg_path = path / SAELENS_CFG
     if not cfg_path.is_file():
         raise FileNotFoundError(
@@ -247,7 +261,7 @@ def _load_saelens(path: Path, norm_scaling_factor: float | None) -> tuple[SAE, d
         info = _info("saelens", "topk", None if k is None else int(k), notes)
     else:
         info = _info("saelens", "relu", None, notes)
-    return SAE(W_enc, b_enc, W_dec, b_dec), info
+    return SAEArrays(W_enc, b_enc, W_dec, b_dec), info
 
 
 def _strip_compile_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -255,7 +269,7 @@ def _strip_compile_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
     return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
 
 
-def _load_dictionary_learning(path: Path) -> tuple[SAE, dict[str, Any]]:
+def _load_dictionary_learning(path: Path) -> tuple[SAEArrays, dict[str, Any]]:
     import torch
 
     try:
@@ -293,7 +307,7 @@ def _load_dictionary_learning(path: Path) -> tuple[SAE, dict[str, Any]]:
         notes.append("TopK-family SAE: loaded as the ReLU SAE of its pre-TopK codes")
         if "threshold" in tensors:
             notes.append("a 'threshold' buffer (BatchTopK inference) was ignored")
-        return SAE(W_enc, b_enc, W_dec, b_dec), _info("dictionary_learning", "topk", k, notes)
+        return SAEArrays(W_enc, b_enc, W_dec, b_dec), _info("dictionary_learning", "topk", k, notes)
     elif "decoder.bias" in tensors:  # AutoEncoderNew: relu(encoder(x)), decoder(f)
         b_dec = _take(tensors, "decoder.bias", (d,), path)
         notes.append("AutoEncoderNew layout (decoder.bias, no pre-encoder bias)")
@@ -316,10 +330,10 @@ def _load_dictionary_learning(path: Path) -> tuple[SAE, dict[str, Any]]:
             "the tensors of dictionary_learning's ReLU AutoEncoder only",
             f"extra keys {sorted(unknown)} (gated or JumpReLU SAEs are not ReLU SAEs)",
         )
-    return SAE(W_enc, b_enc, W_dec, b_dec), _info("dictionary_learning", "relu", None, notes)
+    return SAEArrays(W_enc, b_enc, W_dec, b_dec), _info("dictionary_learning", "relu", None, notes)
 
 
-def _load_sparsify(path: Path) -> tuple[SAE, dict[str, Any]]:
+def _load_sparsify(path: Path) -> tuple[SAEArrays, dict[str, Any]]:
     cfg_path = path / SPARSIFY_CFG
     if not cfg_path.is_file():
         raise FileNotFoundError(f"sparsify directory '{path}' has no '{SPARSIFY_CFG}'.")
@@ -352,19 +366,19 @@ def _load_sparsify(path: Path) -> tuple[SAE, dict[str, Any]]:
         f"{activation} SAE (k={k}): loaded as the ReLU SAE of its pre-{activation} codes; "
         "its training loss was FVU without L1, which (P) does not certify",
     ]
-    return SAE(W_enc, b_enc, W_dec, b_dec), _info(
+    return SAEArrays(W_enc, b_enc, W_dec, b_dec), _info(
         "sparsify", activation, None if k is None else int(k), notes
     )
 
 
-def _load_npz(path: Path) -> tuple[SAE, dict[str, Any]]:
+def _load_npz(path: Path) -> tuple[SAEArrays, dict[str, Any]]:
     try:
         with np.load(path, allow_pickle=False) as data:
             tensors = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise _fail(path, "an .npz archive", f"unreadable content ({exc})") from exc
     d, K = _matrix_shape(tensors, "W_enc", path)
-    sae = SAE(
+    sae = SAEArrays(
         _take(tensors, "W_enc", (d, K), path),
         _take(tensors, "b_enc", (K,), path),
         _take(tensors, "W_dec", (K, d), path),
@@ -373,78 +387,27 @@ def _load_npz(path: Path) -> tuple[SAE, dict[str, Any]]:
     return sae, _info("npz", "relu", None, [])
 
 
-_READERS: dict[str, Callable[..., tuple[SAE, dict[str, Any]]]] = {
+_READERS: dict[str, Callable[..., tuple[SAEArrays, dict[str, Any]]]] = {
     "dictionary_learning": _load_dictionary_learning,
     "sparsify": _load_sparsify,
     "npz": _load_npz,
 }
 
 
-def load_sae(
-    path: str | os.PathLike[str],
-    *,
-    return_info: bool = False,
-    norm_scaling_factor: float | None = None,
-) -> SAE | tuple[SAE, dict[str, Any]]:
-    """Read an SAE file into the canonical ReLU form, detecting its format.
+def read_sae(
+    path: str | os.PathLike[str], *, norm_scaling_factor: float | None = None
+) -> tuple[SAEArrays, dict[str, Any]]:
+    """The arrays of an SAE file in the canonical ReLU form, and what was read.
 
-    Parameters
-    ----------
-    path : str or path-like
-        An SAELens directory (``cfg.json`` + ``sae_weights.safetensors``), a sparsify
-        directory (``cfg.json`` + ``sae.safetensors``), a dictionary_learning ``ae.pt``
-        (or a directory holding one), or a ``.npz`` with ``W_enc (d, K)``, ``b_enc (K,)``,
-        ``W_dec (K, d)``, ``b_dec (d,)``. A weights file inside an SAELens or sparsify
-        directory stands for its directory.
-    return_info : bool, default=False
-        Also return a dict describing what was read (see Returns).
-    norm_scaling_factor : float, optional
-        For SAELens files with ``normalize_activations: "expected_average_only_in"``: the
-        constant the inputs were multiplied by. It is folded into the weights so the SAE
-        acts on raw inputs. Required for such files.
+    The reader behind :func:`convexdict.load_sae` and :meth:`convexdict.SAE.load`, which
+    wrap the arrays in an :class:`~convexdict.SAE` (this module never builds models).
+    See :func:`convexdict.load_sae` for the formats, the ``info`` dict and the errors.
 
     Returns
     -------
-    sae : SAE
-        Float64 weights with every pre-encoder bias folded into ``b_enc``.
+    arrays : SAEArrays
+        ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, d)``, ``b_dec (d,)``, float64.
     info : dict
-        Only with ``return_info=True``. Keys ``'format'`` (one of :data:`FORMATS`),
-        ``'activation'`` (``'relu'``, ``'topk'`` or sparsify's ``'groupmax'``), ``'k'``
-        (int or None), ``'certifiable'`` (True only for ReLU SAEs: the convex program
-        certifies the L1 objective, not TopK) and ``'notes'`` (list of str: every
-        convention that was folded or ignored, and every default that was assumed).
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` (or a file the format needs) does not exist.
-    ValueError
-        If ``path`` is not a path; if the files are empty, truncated or unreadable, lack
-        a tensor or a required config key, have inconsistent shapes, hold NaN or
-        infinity, or describe an architecture that is not a (Top-K) ReLU SAE. The message
-        names the path, what was expected and what was found.
-
-    Notes
-    -----
-    SAELens ``cfg.json`` keys. ``apply_b_dec_to_input`` is required: it decides whether
-    ``b_dec`` is subtracted from the input, which changes every code, so a config without
-    it is refused rather than guessed. Keys with a documented default (SAELens' own
-    default, which configs written before the key existed relied on):
-
-    - ``architecture``: ``"standard"`` (the ReLU SAE);
-    - ``activation_fn_str`` (or the older ``activation_fn``): ``"relu"``;
-    - ``normalize_activations``: ``"none"``;
-    - ``d_in``, ``d_sae``: taken from the shape of ``W_enc`` (checked when present);
-    - ``dtype``: informational only (weights are converted to float64);
-    - ``k`` of a TopK SAE: ``None`` (unknown) when absent.
-
-    Each default that is used is recorded in ``info["notes"]``; the CLI prints the notes.
-
-    Examples
-    --------
-    >>> sae, info = load_sae("path/to/saelens_dir", return_info=True)  # doctest: +SKIP
-    >>> info["certifiable"]  # doctest: +SKIP
-    True
     """
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(
@@ -456,10 +419,8 @@ def load_sae(
         raise FileNotFoundError(f"SAE path '{p}' does not exist.")
     fmt, target = _detect_format(p)
     if fmt == "saelens":
-        sae, info = _load_saelens(target, norm_scaling_factor)
-    else:
-        sae, info = _READERS[fmt](target)
-    return (sae, info) if return_info else sae
+        return _load_saelens(target, norm_scaling_factor)
+    return _READERS[fmt](target)
 
 
 def format_load_notes(info: Mapping[str, Any]) -> list[str]:
@@ -567,7 +528,7 @@ def save_sae(
     ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, d)``, ``b_dec (d,)``; see
     :func:`saelens_config` for ``cfg.json``.
     """
-    if not isinstance(sae, SAE):
+    if not all(hasattr(sae, name) for name in SAEArrays._fields):
         raise ValueError(f"The 'sae' parameter must be a convexdict SAE. Got {type(sae).__name__}.")
     dtype = check_choice("dtype", dtype, _SAVE_DTYPES)
     p = Path(path)

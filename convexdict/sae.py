@@ -7,14 +7,16 @@ Orientation follows SAELens: ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, d)``,
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any
 
 import numpy as np
 
 from solvers.objective import mean_terms
 
 from ._validation import check_matrix, check_positive, check_vector
+from .loss_terms import LossTerms
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,8 +141,6 @@ class SAE:
     def load(cls, path: str) -> SAE:
         """Read an SAE file: SAELens directory, dictionary_learning ``ae.pt``,
         sparsify directory or ``.npz`` (see :mod:`convexdict.io`)."""
-        from .io import load_sae
-
         return load_sae(path)
 
     def save(self, path: str) -> None:
@@ -151,17 +151,6 @@ class SAE:
 
     def __repr__(self) -> str:
         return f"SAE(d_in={self.d_in}, width={self.width})"
-
-
-class LossTerms(NamedTuple):
-    """The canonical loss split into its two parts (both already divided by ``N``)."""
-
-    reconstruction: float
-    penalty: float
-
-    @property
-    def total(self) -> float:
-        return self.reconstruction + self.penalty
 
 
 def sae_loss_terms(sae: SAE, X: np.ndarray, lam: float) -> LossTerms:
@@ -199,3 +188,79 @@ def sae_loss(sae: SAE, X: np.ndarray, lam: float) -> float:
     float
     """
     return sae_loss_terms(sae, X, lam).total
+
+
+def load_sae(
+    path: str | os.PathLike[str],
+    *,
+    return_info: bool = False,
+    norm_scaling_factor: float | None = None,
+) -> SAE | tuple[SAE, dict[str, Any]]:
+    """Read an SAE file into the canonical ReLU form, detecting its format.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An SAELens directory (``cfg.json`` + ``sae_weights.safetensors``), a sparsify
+        directory (``cfg.json`` + ``sae.safetensors``), a dictionary_learning ``ae.pt``
+        (or a directory holding one), or a ``.npz`` with ``W_enc (d, K)``, ``b_enc (K,)``,
+        ``W_dec (K, d)``, ``b_dec (d,)``. A weights file inside an SAELens or sparsify
+        directory stands for its directory.
+    return_info : bool, default=False
+        Also return a dict describing what was read (see Returns).
+    norm_scaling_factor : float, optional
+        For SAELens files with ``normalize_activations: "expected_average_only_in"``: the
+        constant the inputs were multiplied by. It is folded into the weights so the SAE
+        acts on raw inputs. Required for such files.
+
+    Returns
+    -------
+    sae : SAE
+        Float64 weights with every pre-encoder bias folded into ``b_enc``.
+    info : dict
+        Only with ``return_info=True``. Keys ``'format'`` (one of :data:`FORMATS`),
+        ``'activation'`` (``'relu'``, ``'topk'`` or sparsify's ``'groupmax'``), ``'k'``
+        (int or None), ``'certifiable'`` (True only for ReLU SAEs: the convex program
+        certifies the L1 objective, not TopK) and ``'notes'`` (list of str: every
+        convention that was folded or ignored, and every default that was assumed).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` (or a file the format needs) does not exist.
+    ValueError
+        If ``path`` is not a path; if the files are empty, truncated or unreadable, lack
+        a tensor or a required config key, have inconsistent shapes, hold NaN or
+        infinity, or describe an architecture that is not a (Top-K) ReLU SAE. The message
+        names the path, what was expected and what was found.
+
+    Notes
+    -----
+    SAELens ``cfg.json`` keys. ``apply_b_dec_to_input`` is required: it decides whether
+    ``b_dec`` is subtracted from the input, which changes every code, so a config without
+    it is refused rather than guessed. Keys with a documented default (SAELens' own
+    default, which configs written before the key existed relied on):
+
+    - ``architecture``: ``"standard"`` (the ReLU SAE);
+    - ``activation_fn_str`` (or the older ``activation_fn``): ``"relu"``;
+    - ``normalize_activations``: ``"none"``;
+    - ``d_in``, ``d_sae``: taken from the shape of ``W_enc`` (checked when present);
+    - ``dtype``: informational only (weights are converted to float64);
+    - ``k`` of a TopK SAE: ``None`` (unknown) when absent.
+
+    Each default that is used is recorded in ``info["notes"]``; the CLI prints the notes.
+
+    Examples
+    --------
+    >>> sae, info = load_sae("path/to/saelens_dir", return_info=True)  # doctest: +SKIP
+    >>> info["certifiable"]  # doctest: +SKIP
+    True
+    """
+    from .io import read_sae
+
+    arrays, info = read_sae(path, norm_scaling_factor=norm_scaling_factor)
+    try:
+        sae = SAE(*arrays)
+    except ValueError as exc:
+        raise ValueError(f"Cannot read an SAE from '{path}': {exc}") from exc
+    return (sae, info) if return_info else sae

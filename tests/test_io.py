@@ -20,7 +20,6 @@ from safetensors.torch import save_file
 from convexdict.io import (
     dictionary_learning_to_canonical,
     format_load_notes,
-    load_sae,
     saelens_config,
     saelens_to_canonical,
     save_sae,
@@ -28,7 +27,7 @@ from convexdict.io import (
     to_canonical_loss,
     total_variance,
 )
-from convexdict.sae import SAE, sae_loss_terms
+from convexdict.sae import SAE, load_sae, sae_loss_terms
 
 D, K, N = 5, 7, 40
 

@@ -6,6 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convexdict import affine_frame, enumerate_atoms
+from convexdict.atoms import atoms_from_hyperplanes
+from solvers.column_generation import column_generation
 from solvers.pricing import EarlyStop, activations, price, price_bruteforce, price_sweep
 
 KERNELS = ("fast", "legacy", "numpy")
@@ -177,3 +179,31 @@ def test_early_stop_returns_true_violators_and_completes_when_there_are_few(rng,
     assert done.max_value == full.max_value
     legacy = price_sweep(Y, R, part=EarlyStop(low, 1), kernel="legacy")
     assert legacy.method == "sweep"
+
+
+def test_column_generation_with_early_stop_reaches_the_same_optimum(rng):
+    """Early-exit rounds (EarlyStop) and fixed parts both end with a full exact pricing
+    below the threshold, at the same master optimum."""
+    X = np.vstack([rng.normal(size=(40, 2)) + 3.0 * c for c in ([0, 0], [1, 0], [0, 1])])
+    Y = affine_frame(X).coords(X)
+    lam = 0.2 * price_sweep(Y, X - X.mean(axis=0)).max_value
+    calls = []
+
+    def price_fn(R, top, part):
+        calls.append(part)
+        return price(Y, R, top=top, part=part)
+
+    def atoms_fn(U):
+        atoms = atoms_from_hyperplanes(Y, U)
+        return atoms.hyperplanes, atoms.E
+
+    results = {}
+    for early in (True, False):
+        res = column_generation(
+            X, lam, price_fn=price_fn, atoms_fn=atoms_fn, n_parts=4, early_stop=early
+        )
+        assert res.converged
+        fit = X - res.solution.b - res.E.T @ res.solution.G
+        results[early] = 0.5 * np.sum(fit**2) + lam * np.linalg.norm(res.solution.G, axis=1).sum()
+    assert any(isinstance(part, EarlyStop) for part in calls)
+    assert results[True] == pytest.approx(results[False], rel=1e-7)
