@@ -26,17 +26,7 @@ from .certificate import Certificate
 from .certificate_file import data_sha256, load_certificate
 from .certify import certify, certify_width
 from .compare import Comparison, Matching, compare, match_latents
-from .datasets import (
-    BENCH_PRESETS,
-    LinearRepresentationBench,
-    ToyData,
-    gt_recovery,
-    linear_representation_bench,
-    list_toys,
-    load_data,
-    load_toy,
-    mean_max_inner_product,
-)
+from .datasets import ToyData, list_toys, load_data, load_toy
 from .diagnostics import (
     Absorption,
     AntipodalPair,
@@ -65,6 +55,13 @@ from .io import (
     sparsify_to_canonical,
     to_canonical_loss,
     total_variance,
+)
+from .lrb import (
+    BENCH_PRESETS,
+    LinearRepresentationBench,
+    gt_recovery,
+    linear_representation_bench,
+    mean_max_inner_product,
 )
 from .path import certify_path
 from .pattern_tree import SearchStats

@@ -7,16 +7,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from convexdict.datasets import (
+from convexdict.datasets import TOYS, ToyData, list_toys, load_data, load_toy
+from convexdict.lrb import (
     BENCH_PRESETS,
-    TOYS,
     LinearRepresentationBench,
-    ToyData,
     gt_recovery,
     linear_representation_bench,
-    list_toys,
-    load_data,
-    load_toy,
     mean_max_inner_product,
     welch_bound,
 )
