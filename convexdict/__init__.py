@@ -48,10 +48,9 @@ from .family import (
     transcoder_loss,
     transcoder_loss_terms,
 )
-from .io import (
+from .loss_units import (
     dictionary_learning_to_canonical,
     saelens_to_canonical,
-    save_sae,
     sparsify_to_canonical,
     to_canonical_loss,
     total_variance,
@@ -76,6 +75,7 @@ from .pieces import (
     polish,
 )
 from .sae import SAE, LossTerms, load_sae, sae_loss, sae_loss_terms
+from .sae_writers import save_sae
 from .scale_compare import compare_streamed, latent_table
 from .sweep import SweepConfig, SweepResult, load_config, run_sweep
 from .tolerance import relative_gap, within_tol

@@ -17,8 +17,8 @@ Folding a pre-encoder bias uses ``relu((x - c) @ W + b) = relu(x @ W + (b - c @ 
 TopK files (sparsify, SAELens ``"topk"``) load as the ReLU SAE of their pre-TopK codes and
 are reported as not certifiable: (P) certifies the L1 objective only (THEORY section 6).
 
-Loss conversions (:func:`to_canonical_loss`) turn the numbers those libraries log into the
-canonical ``(1/N) sum_n [1/2 ||x_n - xhat_n||^2 + lam sum_k ||W_dec[k]|| Z[n,k]]``.
+Writers are in :mod:`convexdict.sae_writers`, loss conversions in
+:mod:`convexdict.loss_units`.
 """
 
 from __future__ import annotations
@@ -32,13 +32,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from solvers.atomic import atomic_write
-
-from ._validation import check_choice, check_int, check_matrix, check_positive
-from .loss_terms import LossTerms
+from ._validation import check_positive
 
 if TYPE_CHECKING:
-    from .sae import SAE
+    pass
 
 SAELENS_CFG = "cfg.json"
 # cfg.json keys that change the loaded function and have no safe default: missing is an error.
@@ -58,7 +55,7 @@ SPARSIFY_WEIGHTS = "sae.safetensors"
 DICTIONARY_LEARNING_WEIGHTS = "ae.pt"
 FORMATS = ("saelens", "dictionary_learning", "sparsify", "npz")
 LOSS_SOURCES = ("saelens", "dictionary_learning", "sparsify")
-_SAVE_DTYPES = ("float32", "float64")
+SAVE_DTYPES = ("float32", "float64")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -435,274 +432,3 @@ def format_load_notes(info: Mapping[str, Any]) -> list[str]:
     if not info.get("certifiable", True):
         head += ": not certifiable, loaded as the ReLU SAE of its pre-activation codes"
     return [head, *(f"  note: {note}" for note in info.get("notes", []))]
-
-
-# --------------------------------------------------------------------------- writers
-
-
-def _atomic_write(target: Path, write: Callable[[Any], None]) -> None:
-    """Write through ``write(file_object)`` with :func:`solvers.atomic.atomic_write`."""
-
-    def to_file(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    atomic_write(target, to_file)
-
-
-def _make_dir(folder: Path, target: Path) -> None:
-    """``folder.mkdir(parents=True, exist_ok=True)``; a file in the way is a ValueError."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise ValueError(
-            f"Cannot write an SAE to '{target}': a file is in the way of the folder "
-            f"'{folder}' ({type(exc).__name__}). Choose another path."
-        ) from exc
-
-
-def saelens_config(sae: SAE, dtype: str = "float64") -> dict[str, Any]:
-    """The ``cfg.json`` written by :func:`save_sae` for a standard (ReLU) SAELens SAE.
-
-    It uses the flat pre-6.0 layout, which every SAELens version reads (6.x converts it
-    and moves the model fields into ``metadata``). The encoder bias is already folded,
-    so ``apply_b_dec_to_input`` is false; ``model_name`` and ``hook_name`` are
-    placeholders because convexdict data need not come from a language model.
-    """
-    dtype = check_choice("dtype", dtype, _SAVE_DTYPES)
-    return {
-        "architecture": "standard",
-        "d_in": sae.d_in,
-        "d_sae": sae.width,
-        "dtype": dtype,
-        "device": "cpu",
-        "apply_b_dec_to_input": False,
-        "normalize_activations": "none",
-        "finetuning_scaling_factor": False,
-        "activation_fn_str": "relu",
-        "activation_fn_kwargs": {},
-        "reshape_activations": "none",
-        "model_name": "convexdict",
-        "hook_name": "convexdict.input",
-        "hook_layer": 0,
-        "hook_head_index": None,
-        "context_size": 1,
-        "prepend_bos": False,
-        "dataset_path": "",
-        "dataset_trust_remote_code": False,
-        "sae_lens_training_version": None,
-        "neuronpedia_id": None,
-        "model_from_pretrained_kwargs": {},
-        "seqpos_slice": [None],
-    }
-
-
-def save_sae(
-    sae: SAE,
-    path: str | os.PathLike[str],
-    *,
-    dtype: str = "float64",
-    format: str | None = None,
-) -> None:
-    """Write an SAE: the SAELens layout by default, or ``.npz``.
-
-    Parameters
-    ----------
-    sae : SAE
-    path : str or path-like
-        Directory for the SAELens layout (created if missing; ``cfg.json`` and
-        ``sae_weights.safetensors`` inside are replaced), or a file ending in ``.npz``.
-    dtype : {"float64", "float32"}, default="float64"
-        Storage precision. ``float64`` makes ``load_sae(save_sae(sae))`` exact.
-    format : {"saelens", "npz"}, optional
-        Defaults to ``"npz"`` when ``path`` ends in ``.npz``, else ``"saelens"``.
-
-    Notes
-    -----
-    Each file is written to a temporary file in the same directory and moved into place
-    with :func:`os.replace` (:func:`solvers.atomic.atomic_write`), so a crash never leaves
-    a half-written file under the final name; files get the umask's permissions. A file
-    in the way of the destination folder is a ``ValueError``. The safetensors keys are
-    ``W_enc (d, K)``, ``b_enc (K,)``, ``W_dec (K, d)``, ``b_dec (d,)``; see
-    :func:`saelens_config` for ``cfg.json``.
-    """
-    if not all(hasattr(sae, name) for name in SAEArrays._fields):
-        raise ValueError(f"The 'sae' parameter must be a convexdict SAE. Got {type(sae).__name__}.")
-    dtype = check_choice("dtype", dtype, _SAVE_DTYPES)
-    p = Path(path)
-    fmt = format if format is not None else ("npz" if p.name.endswith(".npz") else "saelens")
-    fmt = check_choice("format", fmt, ("saelens", "npz"))
-    arrays = {
-        "W_enc": sae.W_enc,
-        "b_enc": sae.b_enc,
-        "W_dec": sae.W_dec,
-        "b_dec": sae.b_dec,
-    }
-    arrays = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in arrays.items()}
-    if fmt == "npz":
-        if p.is_dir():
-            raise ValueError(f"Cannot write an .npz file to '{p}': it is a directory.")
-        _make_dir(p.parent, p)
-        _atomic_write(p, lambda fh: np.savez(fh, **arrays))
-        return
-    if p.exists() and not p.is_dir():
-        raise ValueError(
-            f"Cannot write the SAELens layout to '{p}': it is a file, and the layout is a "
-            "directory. Pass a directory path, or a path ending in '.npz'."
-        )
-    _make_dir(p, p)
-    from safetensors.numpy import save
-
-    blob = save(arrays, metadata={"format": "pt"})
-    _atomic_write(p / SAELENS_WEIGHTS, lambda fh: fh.write(blob))
-    text = json.dumps(saelens_config(sae, dtype), indent=2).encode()
-    _atomic_write(p / SAELENS_CFG, lambda fh: fh.write(text))
-
-
-# --------------------------------------------------------------------------- loss units
-
-
-def total_variance(X: np.ndarray) -> float:
-    """``sum_n ||x_n - mean(X)||^2``: sparsify's FVU denominator for a batch ``X (N, d)``."""
-    X = check_matrix("X", X)
-    centred = X - X.mean(axis=0)
-    return float(np.einsum("ij,ij->", centred, centred))
-
-
-def saelens_to_canonical(
-    mse_loss: float,
-    l1_loss: float = 0.0,
-    *,
-    l1_coefficient: float,
-    lam: float | None = None,
-    norm_scaling_factor: float = 1.0,
-) -> LossTerms:
-    """Convert SAELens' logged ``mse_loss`` and ``l1_loss`` to canonical terms.
-
-    SAELens (standard architecture, ``mse_loss_normalization=None``, ``lp_norm=1``) logs
-
-    - ``mse_loss = mean_n sum_d (x - xhat)^2``: squared error summed over features and
-      averaged over the batch, without the 1/2;
-    - ``l1_loss = mean_n [c * sum_k ||W_dec[k]|| f_nk]`` with ``c = l1_coefficient``
-      (``scale_sparsity_penalty_by_decoder_norm=True``; with it False the weights
-      ``||W_dec[k]||`` are 1, which matches only for unit-norm decoder rows).
-
-    Both are computed on the inputs the SAE saw, ``s * x`` under
-    ``normalize_activations: "expected_average_only_in"`` (``s = norm_scaling_factor``,
-    1 otherwise). The canonical loss is that of the SAE :func:`load_sae` returns, which
-    acts on raw ``x``: its residuals are ``1/s`` times SAELens' and its decoder rows
-    ``1/s`` times SAELens' (codes unchanged). Hence
-
-    - ``reconstruction = mse_loss / (2 s^2)``,
-    - ``penalty = lam * l1_loss / (c s)``,
-
-    and with the default ``lam = c / (2 s)`` the canonical total is SAELens' total divided
-    by ``2 s^2``, so both objectives have the same minimisers.
-
-    Parameters
-    ----------
-    mse_loss, l1_loss : float
-        Values SAELens logged for one batch.
-    l1_coefficient : float
-        SAELens' ``l1_coefficient`` (after warm-up), ``> 0``.
-    lam : float, optional
-        Canonical penalty weight; defaults to ``l1_coefficient / (2 s)``.
-    norm_scaling_factor : float, default=1.0
-        The input scaling ``s`` (the value passed to :func:`load_sae`).
-    """
-    c = check_positive("l1_coefficient", l1_coefficient)
-    s = check_positive("norm_scaling_factor", norm_scaling_factor)
-    lam = c / (2.0 * s) if lam is None else check_positive("lam", lam, allow_zero=True)
-    return LossTerms(float(mse_loss) / (2.0 * s * s), lam * float(l1_loss) / (c * s))
-
-
-def dictionary_learning_to_canonical(
-    mse_loss: float,
-    sparsity_loss: float = 0.0,
-    *,
-    l1_penalty: float,
-    lam: float | None = None,
-) -> LossTerms:
-    """Convert dictionary_learning's logged ``mse_loss`` and ``sparsity_loss``.
-
-    Its ``StandardTrainer`` logs ``mse_loss = (x - x_hat).pow(2).sum(dim=-1).mean()`` and
-    ``sparsity_loss = f.norm(p=1, dim=-1).mean()`` and minimises
-    ``mse_loss + l1_penalty * sparsity_loss``, with the decoder columns kept at unit norm
-    (``ConstrainedAdam``), so ``||W_dec[k]|| = 1`` and the plain L1 is the canonical
-    weighted L1. Hence ``reconstruction = mse_loss / 2``, ``penalty = lam *
-    sparsity_loss``, and with the default ``lam = l1_penalty / 2`` the canonical total is
-    half the logged ``loss``. (Older versions logged ``loss = l2_loss + ...`` with the
-    unsquared ``l2_loss = ||x - x_hat||.mean()``; use ``mse_loss`` from those logs.)
-
-    Parameters
-    ----------
-    mse_loss, sparsity_loss : float
-        Logged values for one batch.
-    l1_penalty : float
-        The trainer's ``l1_penalty``, ``> 0``.
-    lam : float, optional
-        Canonical penalty weight; defaults to ``l1_penalty / 2``.
-    """
-    p = check_positive("l1_penalty", l1_penalty)
-    lam = p / 2 if lam is None else check_positive("lam", lam, allow_zero=True)
-    return LossTerms(float(mse_loss) / 2.0, lam * float(sparsity_loss))
-
-
-def sparsify_to_canonical(fvu: float, *, total_variance: float, n_samples: int) -> LossTerms:
-    """Convert sparsify's FVU (fraction of variance unexplained) to canonical terms.
-
-    sparsify logs ``fvu = sum_n ||x_n - xhat_n||^2 / total_variance`` with
-    ``total_variance = sum_n ||x_n - mean||^2`` over the same batch (see
-    :func:`total_variance`), and trains TopK SAEs without an L1 term. Hence
-    ``reconstruction = fvu * total_variance / (2 N)`` and ``penalty = 0``; the canonical
-    objective at any ``lam > 0`` needs the codes, which FVU does not carry.
-
-    Parameters
-    ----------
-    fvu : float
-    total_variance : float
-        FVU's denominator for the batch, ``>= 0``.
-    n_samples : int
-        Batch size ``N``.
-    """
-    tv = check_positive("total_variance", total_variance, allow_zero=True)
-    n = check_int("n_samples", n_samples, minimum=1)
-    return LossTerms(float(fvu) * tv / (2.0 * n), 0.0)
-
-
-def to_canonical_loss(losses: Mapping[str, float], *, source: str, **params: Any) -> LossTerms:
-    """Convert a library's logged losses to canonical terms, dispatching on ``source``.
-
-    Parameters
-    ----------
-    losses : mapping
-        The logged values, keyed as the library logs them: ``{"mse_loss", "l1_loss"}``
-        for ``"saelens"``, ``{"mse_loss", "sparsity_loss"}`` for
-        ``"dictionary_learning"``, ``{"fvu"}`` for ``"sparsify"``. Penalty keys may be
-        omitted (taken as 0).
-    source : {"saelens", "dictionary_learning", "sparsify"}
-    **params
-        Passed on: ``l1_coefficient`` / ``l1_penalty`` and optional ``lam``, or
-        ``total_variance`` and ``n_samples``.
-
-    Returns
-    -------
-    LossTerms
-        ``(reconstruction, penalty)`` of THEORY's objective, both already divided by N.
-
-    Examples
-    --------
-    >>> to_canonical_loss({"mse_loss": 0.5, "l1_loss": 0.2}, source="saelens",
-    ...                   l1_coefficient=2.0).total
-    0.35
-    """
-    source = check_choice("source", source, LOSS_SOURCES)
-    if source == "saelens":
-        return saelens_to_canonical(losses["mse_loss"], losses.get("l1_loss", 0.0), **params)
-    if source == "dictionary_learning":
-        return dictionary_learning_to_canonical(
-            losses["mse_loss"], losses.get("sparsity_loss", 0.0), **params
-        )
-    return sparsify_to_canonical(losses["fvu"], **params)

@@ -145,7 +145,7 @@ class SAE:
 
     def save(self, path: str) -> None:
         """Write the SAELens layout (``cfg.json`` + ``sae_weights.safetensors``) to ``path``."""
-        from .io import save_sae
+        from .sae_writers import save_sae
 
         save_sae(self, path)
 

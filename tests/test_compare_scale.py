@@ -8,7 +8,7 @@ from conftest import random_sae
 import convexdict as cd
 from convexdict.blocks import decoder_block, encoder_block, polish_at_scale
 from convexdict.compare import VERDICTS, compare
-from convexdict.io import to_canonical_loss
+from convexdict.loss_units import to_canonical_loss
 from convexdict.pieces import decoder_step, encoder_step
 from convexdict.scale_compare import compare_streamed, latent_table
 from convexdict.streaming import moments, sae_pass, sae_tensors
