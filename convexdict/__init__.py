@@ -77,9 +77,11 @@ from .pieces import (
 from .sae import SAE, LossTerms, load_sae, sae_loss, sae_loss_terms
 from .sae_writers import save_sae
 from .scale_compare import compare_streamed, latent_table
-from .sweep import SweepConfig, SweepResult, load_config, run_sweep
+from .sweep import SweepResult, run_sweep
+from .sweep_config import SweepConfig, load_config
 from .tolerance import relative_gap, within_tol
-from .train import TrainResult, train_crosscoder, train_sae, train_transcoder
+from .train import train_crosscoder, train_sae, train_transcoder
+from .train_result import TrainResult
 from .verification import Verification, verify
 from .width_incumbents import WidthSearch, width_incumbents
 

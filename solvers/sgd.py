@@ -89,7 +89,8 @@ from .progress import Display
 from .sgd_checkpoints import resume_state, save_checkpoint
 from .sgd_config import DECAYS, DTYPES, TRAJECTORY_FIELDS, TrainConfig, need_int
 from .sgd_data import Data, LRSchedule, Sampler, Targets
-from .torch_sae import TorchSAE, _Objective
+from .sgd_objective import Objective
+from .torch_sae import TorchSAE
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -297,7 +298,7 @@ class _Run:
         if anchored:
             a_enc, a_dec = (None if a is None else torch.as_tensor(a, dtype=dtype, device=device)
                             for a in anchor_set)
-        objective = _Objective(self.model, a_enc, a_dec, config.lam_anchor)
+        objective = Objective(self.model, a_enc, a_dec, config.lam_anchor)
         self.identity = _identity(config, tgt, anchor_set if anchored else None)
         self.net = objective
         if self.world > 1:

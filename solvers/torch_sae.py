@@ -47,7 +47,7 @@ target it is the SAE above, operation for operation.
 
 Feature anchoring (paper B)
 ---------------------------
-:class:`_Objective` can add ``lam_anchor * (||W_enc[:, :k] - A_enc||_F^2 +
+:class:`solvers.sgd_objective.Objective` can add ``lam_anchor * (||W_enc[:, :k] - A_enc||_F^2 +
 ||W_dec[:k] - A_dec||_F^2)`` (:meth:`TorchSAE.anchor_distance`) to the training loss of
 any activation. It is reported apart (:attr:`TrainOutput.anchor`): it changes the
 objective being minimised, and the canonical loss remains the quantity that is reported
@@ -64,6 +64,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from .objective import per_sample_terms
 
 ACTIVATIONS = ("relu", "topk", "batchtopk", "jumprelu")
 _BATCHTOPK_MOMENTUM = 0.99
@@ -482,42 +484,10 @@ class TorchSAE(nn.Module):
         codes = self.activate(pre)
         recon = self.decode(codes)
         resid = (x if target is None else target) - recon
-        per_sample = 0.5 * (resid * resid).sum(dim=1)
+        per_sample, penalty = per_sample_terms(resid, codes, self.decoder_norms(), lam)
         if self.activation == "relu":
-            per_sample = per_sample + lam * (codes @ self.decoder_norms())
+            per_sample = per_sample + penalty
         elif self.activation == "jumprelu" and lam != 0:
             l0 = _Step.apply(pre, self.thresholds(), self.bandwidth).sum(dim=1)
             per_sample = per_sample + lam * l0
         return TrainOutput(per_sample.mean(), recon, codes)
-
-
-class _Objective(nn.Module):
-    """Wraps :meth:`TorchSAE.train_loss` as ``forward`` so DDP can wrap it, and adds the
-    feature-anchoring term when anchors are given and ``lam_anchor > 0``.
-
-    Parameters
-    ----------
-    sae : TorchSAE
-    A_enc : Tensor of shape (d, k), optional
-    A_dec : Tensor of shape (k, D), optional
-    lam_anchor : float
-        Anchoring is off when it is 0 or both anchors are ``None``.
-    """
-
-    def __init__(self, sae: TorchSAE, A_enc: torch.Tensor | None = None,
-                 A_dec: torch.Tensor | None = None, lam_anchor: float = 0.0) -> None:
-        super().__init__()
-        self.sae = sae
-        self.lam_anchor = float(lam_anchor)
-        self.anchored = self.lam_anchor > 0 and (A_enc is not None or A_dec is not None)
-        # Not persistent: checkpoints identify the anchors by a fingerprint instead.
-        self.register_buffer("A_enc", A_enc, persistent=False)
-        self.register_buffer("A_dec", A_dec, persistent=False)
-
-    def forward(self, x: torch.Tensor, lam: float,
-                target: torch.Tensor | None = None) -> TrainOutput:
-        out = self.sae.train_loss(x, lam, target)
-        if not self.anchored:
-            return out
-        return out._replace(anchor=self.lam_anchor * self.sae.anchor_distance(self.A_enc,
-                                                                               self.A_dec))

@@ -19,7 +19,8 @@ from convexdict.train import (
 )
 from solvers.anchoring import Anchors, check_anchors
 from solvers.sgd import TrainConfig, train
-from solvers.torch_sae import TorchSAE, _Objective
+from solvers.sgd_objective import Objective
+from solvers.torch_sae import TorchSAE
 
 WEIGHTS = ("W_enc", "b_enc", "W_dec", "b_dec")
 ACTIVATIONS = [("relu", None), ("topk", 2), ("batchtopk", 2)]
@@ -90,16 +91,16 @@ def test_anchor_term_is_the_stated_formula() -> None:
     model = TorchSAE.from_arrays(*arrays.values(), torch.float64)
     a_enc, a_dec = rng.normal(size=(d, k)), rng.normal(size=(k, d))
     x = torch.from_numpy(rng.normal(size=(10, d)))
-    obj = _Objective(model, torch.from_numpy(a_enc), torch.from_numpy(a_dec), lam_anchor=0.3)
+    obj = Objective(model, torch.from_numpy(a_enc), torch.from_numpy(a_dec), lam_anchor=0.3)
     out = obj(x, 0.1)
     expected = 0.3 * (((arrays["W_enc"][:, :k] - a_enc) ** 2).sum()
                       + ((arrays["W_dec"][:k] - a_dec) ** 2).sum())
     assert float(out.anchor.detach()) == pytest.approx(expected, rel=1e-14)
     assert float(out.loss.detach()) == float(model.train_loss(x, 0.1).loss.detach())  # apart
-    only_dec = _Objective(model, None, torch.from_numpy(a_dec), lam_anchor=0.3)(x, 0.1)
+    only_dec = Objective(model, None, torch.from_numpy(a_dec), lam_anchor=0.3)(x, 0.1)
     assert float(only_dec.anchor.detach()) == pytest.approx(
         0.3 * ((arrays["W_dec"][:k] - a_dec) ** 2).sum(), rel=1e-14)
-    assert _Objective(model, None, torch.from_numpy(a_dec), 0.0)(x, 0.1).anchor is None
+    assert Objective(model, None, torch.from_numpy(a_dec), 0.0)(x, 0.1).anchor is None
 
 
 # ---------------------------------------------------------------------------- training

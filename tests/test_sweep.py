@@ -15,7 +15,8 @@ pytest.importorskip("pandas")
 
 from convexdict.cli import main  # noqa: E402
 from convexdict.compare import VERDICTS  # noqa: E402
-from convexdict.sweep import ROW_FIELDS, load_config, run_sweep  # noqa: E402
+from convexdict.sweep import run_sweep  # noqa: E402
+from convexdict.sweep_config import ROW_FIELDS, load_config  # noqa: E402
 
 TRAINERS = """
 [trainers.relu]

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     """
     from rich.console import Console
 
-    from ..sweep import check_data, load_config, run_sweep
+    from ..sweep import run_sweep
+    from ..sweep_config import check_data, load_config
     from .certify import say
 
     _check_extra()
