@@ -151,6 +151,19 @@ def _gates(
     return latent > norm.ppf(1.0 - p_active)
 
 
+def _parents(n_features: int, hierarchy: int | None) -> np.ndarray | None:
+    """``parents (n_features,)``: each group of ``hierarchy + 1`` features is a parent
+    followed by its children (``-1`` marks a root); None without a hierarchy."""
+    if hierarchy is None:
+        return None
+    hierarchy = check_int("hierarchy", hierarchy, minimum=1)
+    parents = np.full(n_features, -1, dtype=np.int64)
+    size = hierarchy + 1
+    for start in range(0, n_features - size + 1, size):
+        parents[start + 1 : start + size] = start
+    return parents
+
+
 def linear_representation_bench(
     n_features: int = 64,
     d: int = 32,
@@ -249,13 +262,7 @@ def linear_representation_bench(
     rng = np.random.default_rng(seed)
     features = bounded_interference_features(n_features, d, bound, rng=rng, max_steps=max_steps)
 
-    parents = None
-    if hierarchy is not None:
-        hierarchy = check_int("hierarchy", hierarchy, minimum=1)
-        parents = np.full(n_features, -1, dtype=np.int64)
-        size = hierarchy + 1
-        for start in range(0, n_features - size + 1, size):
-            parents[start + 1 : start + size] = start
+    parents = _parents(n_features, hierarchy)
     roots = np.arange(n_features) if parents is None else np.flatnonzero(parents < 0)
 
     group = check_int("correlation_group", correlation_group, minimum=1)
