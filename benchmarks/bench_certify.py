@@ -177,7 +177,8 @@ t0 = time.perf_counter()
 c = cd.certify(X, lam, method="colgen")
 print(json.dumps(dict(total=time.perf_counter() - t0, master=c.time_master,
     pricing=c.time_pricing, verify=c.time_verify, rounds=len(c.rounds), k=c.width_needed,
-    certified=bool(c.certified), upper=c.upper_bound, lower=c.lower_bound)))
+    certified=bool(c.certified), upper=c.upper_bound, lower=c.lower_bound,
+    tree=cd.__file__)))
 """
 
 
@@ -204,12 +205,16 @@ def _baseline_row(X: np.ndarray, lam: float, tree: str) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", _BASELINE_SCRIPT, path, repr(lam)],
         env=env,
+        cwd=tree,  # "python -c" puts the working directory first on sys.path
         capture_output=True,
         text=True,
         check=True,
     )
     os.remove(path)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    if not row["tree"].startswith(os.path.abspath(tree)):
+        raise RuntimeError(f"the baseline imported {row['tree']}, not the tree in {tree}")
+    return row
 
 
 def _row_line(label: str, n: int, d: int, row: dict) -> str:

@@ -26,9 +26,9 @@ from .atoms import (
 from .task import Task
 from .units import Units
 
-#: Sweep events per second of the numba pricing kernel on one busy core (benchmarks):
+#: Sweep events per second of the numba pricing kernel on one busy core (issue-15 benchmarks):
 #: used only for the time estimate shown before a long certification.
-PRICING_EVENTS_PER_SECOND = 4e6
+PRICING_EVENTS_PER_SECOND = 3e7
 _LAM_MAX_EVENTS = 50_000_000
 
 

@@ -211,6 +211,7 @@ def sweep_chunks(
     n_parts,
     stop_above,
     stop_count,
+    min_swept,
     offset,
     recompute_below,
     zero_tol,
@@ -226,10 +227,11 @@ def sweep_chunks(
     K : int, pivot sets kept per chunk (their best event each)
     n_chunks : int, number of chunks of consecutive pivot sets
     part, n_parts : int, sweep only the chunks ``c`` with ``c % n_parts == part``
-    stop_above, stop_count : float, int, early exit (``stop_count > 0``): chunks not yet
-        started are skipped once ``stop_count`` kept pivot sets with a value above
-        ``stop_above`` have been found (the count is shared between threads without
-        locks: it may run late, never early)
+    stop_above, stop_count, min_swept : float, int, int, early exit (``stop_count > 0``):
+        chunks not yet started are skipped once ``min_swept`` chunks are done and
+        ``stop_count`` kept pivot sets with a value above ``stop_above`` have been found
+        (the counts are shared between threads without locks: they may run late, never
+        early)
     offset : int, the chunks are visited in the order ``(offset + s) * stride mod
         n_chunks`` (``stride`` coprime to ``n_chunks``), spread over all pivot sets
 
@@ -250,6 +252,7 @@ def sweep_chunks(
     events = np.zeros(n_chunks, dtype=np.int64)
     swept = np.zeros(n_chunks, dtype=np.bool_)
     found = np.zeros(1, dtype=np.int64)
+    done = np.zeros(1, dtype=np.int64)
     stride = 1
     for cand in range(n_chunks // 2 + 1, n_chunks):  # coprime, far from 1
         a, b = cand, n_chunks
@@ -264,7 +267,7 @@ def sweep_chunks(
         c = ((offset + slot) * stride) % n_chunks
         if c % n_parts != part:
             continue
-        if stop_count > 0 and found[0] >= stop_count:
+        if stop_count > 0 and found[0] >= stop_count and done[0] >= min_swept:
             continue
         start = c * size
         stop = min(total, start + size)
@@ -372,4 +375,5 @@ def sweep_chunks(
                 if top_v[c, i] > stop_above:
                     hits += 1
             found[0] += hits
+            done[0] += 1
     return top_v, top_u, events, swept

@@ -274,8 +274,9 @@ def _resolve_kernel(kernel: str, r: int) -> str:
 
 @dataclass(frozen=True)
 class EarlyStop:
-    """Ask a sweep to stop early: once ``count`` pivot sets with a value above
-    ``threshold`` are found, chunks not yet started are skipped.
+    """Ask a sweep to stop early: once a fraction ``min_fraction`` of the pivot sets has
+    been swept and ``count`` pivot sets with a value above ``threshold`` have been found,
+    chunks not yet started are skipped.
 
     The result is then a partial pricing (``method == "partial-sweep"``): its violators
     are true violators, but it proves nothing about the rest of ``E0``. When every
@@ -286,6 +287,7 @@ class EarlyStop:
     threshold: float
     count: int
     offset: int = 0
+    min_fraction: float = 1 / 16
 
 
 def _price_fast(Y, R, groups, top: int, part) -> PricingResult:
@@ -312,6 +314,7 @@ def _price_fast(Y, R, groups, top: int, part) -> PricingResult:
         k,
         float(stop.threshold),
         int(stop.count),
+        int(np.ceil(stop.min_fraction * n_chunks)),
         int(stop.offset),
         RECOMPUTE_BELOW,
         ZERO_TOL,

@@ -166,10 +166,12 @@ def test_early_stop_returns_true_violators_and_completes_when_there_are_few(rng,
     R = rng.normal(size=(n, 2))
     full = price_sweep(Y, R, top=10)
     low = 0.5 * full.max_value  # many violators: the sweep stops early
-    early = price_sweep(Y, R, top=10, part=EarlyStop(low, 10))
+    early = price_sweep(Y, R, top=10, part=EarlyStop(low, 10, min_fraction=0.0))
     assert early.method == "partial-sweep"
     assert 0 < early.n_events < full.n_events
-    assert np.all(early.values > low) and early.max_value <= full.max_value
+    assert early.max_value > low and early.max_value <= full.max_value
+    counted = price_sweep(Y, R, top=10, part=EarlyStop(low, 10, min_fraction=0.25))
+    assert counted.method == "partial-sweep" and np.sum(counted.values > low) == 10
     A = activations(Y, early.hyperplanes)
     E = A / A.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(np.linalg.norm(E @ R, axis=1), early.values, rtol=1e-9)
@@ -184,7 +186,8 @@ def test_early_stop_returns_true_violators_and_completes_when_there_are_few(rng,
 def test_column_generation_with_early_stop_reaches_the_same_optimum(rng):
     """Early-exit rounds (EarlyStop) and fixed parts both end with a full exact pricing
     below the threshold, at the same master optimum."""
-    X = np.vstack([rng.normal(size=(40, 2)) + 3.0 * c for c in ([0, 0], [1, 0], [0, 1])])
+    centres = 3.0 * np.array([[0, 0], [1, 0], [0, 1]])
+    X = np.vstack([rng.normal(size=(40, 2)) + c for c in centres])
     Y = affine_frame(X).coords(X)
     lam = 0.2 * price_sweep(Y, X - X.mean(axis=0)).max_value
     calls = []
