@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,34 @@ class CGResult:
     solution: GroupLassoSolution
     converged: bool
     rounds: list[CGRound] = field(default_factory=list)
+
+
+def carrying_weight(G: Any, n_new: int) -> Any:
+    """Atoms kept for the next master: those with a nonzero group (``||g|| > 1e-9`` of the
+    largest) and the ``n_new`` added last round. The bookkeeping of both loops (numpy and
+    torch: ``G`` may be an array or a tensor of shape ``(m, p)``); dropped atoms can be
+    priced back in later."""
+    norms = (G * G).sum(1) ** 0.5
+    keep = norms > 1e-9 * max(float(norms.max()), 1e-300)
+    keep[len(G) - n_new :] = True
+    return keep
+
+
+def _price_round(price_fn, R, threshold: float, top: int, k: int, n_parts: int,
+                 part_index: int, early_stop: bool):
+    """One round's pricing: ``(priced, full, next part_index)``; ``full`` says whether it
+    covered all of ``E0`` (only a full pricing can declare convergence)."""
+    if n_parts > 1 and early_stop:
+        # Sweep 1/n_parts of the pivot sets, and on until a violator is found; a sweep
+        # that completes is a full pricing (no partial pass is repeated).
+        priced = price_fn(R, top, EarlyStop(threshold, 1, k, 1 / n_parts))
+        return priced, priced.method != "partial-sweep", part_index
+    if n_parts > 1:
+        priced = price_fn(R, top, (part_index, n_parts))
+        if priced.max_value > threshold:
+            return priced, False, part_index + 1
+        part_index += 1  # nothing in this part: a full pricing decides
+    return price_fn(R, top, None), True, part_index
 
 
 def column_generation(
@@ -126,22 +155,9 @@ def column_generation(
         t1 = time.perf_counter()
         R = T - solution.b - E.T @ solution.G
         R -= R.mean(axis=0)
-        if n_parts > 1 and early_stop:
-            # Sweep 1/n_parts of the pivot sets, and on until a violator is found; a
-            # sweep that completes is a full pricing (no partial pass is repeated).
-            stop_at = EarlyStop(lam * (1 + tol), 1, k, 1 / n_parts)
-            priced = price_fn(R, 4 * per_round, stop_at)
-            full = priced.method != "partial-sweep"
-        else:
-            priced = None
-            if n_parts > 1:
-                priced = price_fn(R, 4 * per_round, (part_index, n_parts))
-                part_index += 1
-                if priced.max_value <= lam * (1 + tol):
-                    priced = None  # nothing in this part: a full pricing decides
-            full = priced is None
-            if full:
-                priced = price_fn(R, 4 * per_round, None)
+        priced, full, part_index = _price_round(
+            price_fn, R, lam * (1 + tol), 4 * per_round, k, n_parts, part_index, early_stop
+        )
         t2 = time.perf_counter()
         info = CGRound(k, len(E), priced.max_value, t1 - t0, t2 - t1, solution.status)
         rounds.append(info)
@@ -170,11 +186,8 @@ def column_generation(
         if not len(fresh):
             break  # the master cannot be improved by new atoms at this accuracy
         fresh = fresh[:per_round]
-        # Drop atoms that carry no weight (except the ones added last round).
         if len(E):
-            norms = np.linalg.norm(solution.G, axis=1)
-            keep = norms > 1e-9 * max(float(norms.max()), 1e-300)
-            keep[len(E) - n_new :] = True
+            keep = carrying_weight(solution.G, n_new)
             U, E = U[keep], E[keep]
         n_new = len(fresh)
         r1 = U_new.shape[1]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .column_generation import CGResult, CGRound
+from .column_generation import CGResult, CGRound, carrying_weight
 from .cvxpy_group_lasso import GroupLassoSolution
 from .dedup import first_unique_rows
 from .pricing import ZERO_TOL
@@ -153,11 +153,8 @@ def column_generation_torch(
             break
         if stop is not None and stop():
             break
-        # Drop atoms that carry no weight (except the ones added last round).
         if len(E):
-            norms = torch.linalg.vector_norm(G, dim=1)
-            keep = norms > 1e-9 * max(float(norms.max()), 1e-300)
-            keep[len(E) - n_new :] = True
+            keep = carrying_weight(G, n_new)
             U, E, G = U[keep], E[keep], G[keep]
         violated = torch.as_tensor(priced.hyperplanes[priced.values > lam * (1 + tol)])
         U_new, E_new = atoms_from_hyperplanes_torch(Yt, violated.to(device, dtype))
