@@ -66,9 +66,20 @@ def measure(args: argparse.Namespace) -> dict:
     sae = cd.SAE.load(args.sae)
     c0 = cpu()
     t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+    last = ["start", time.perf_counter()]
+
+    def progress(stage: str, rows: int) -> None:
+        if stage != last[0]:
+            now = time.perf_counter()
+            stages[last[0]] = stages.get(last[0], 0.0) + now - last[1]
+            last[:] = [stage, now]
+
     cmp = cd.compare(sae, args.data, args.lam, streamed=True, device=args.device,
-                     batch_size=args.batch_size, encoder_iters=args.encoder_iters)
+                     batch_size=args.batch_size, encoder_iters=args.encoder_iters,
+                     progress=progress)
     t1, c1 = time.perf_counter(), cpu()
+    stages[last[0]] = stages.get(last[0], 0.0) + t1 - last[1]
     pol = polish_at_scale(sae, args.data, args.lam, rounds=1, device=args.device,
                           batch_size=args.batch_size, encoder_iters=args.encoder_iters)
     t2, c2 = time.perf_counter(), cpu()
@@ -77,6 +88,7 @@ def measure(args: argparse.Namespace) -> dict:
         "compare_s": t1 - t0,
         "polish_s": t2 - t1,
         "compare_cpu_s": c1 - c0,
+        "compare_stages_s": stages,
         "polish_cpu_s": c2 - c1,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "peak_gpu_gib": peak_gpu,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solvers.duality import best_on_ray, feasible_scale
 from solvers.pricing import PRICE_SAFETY, price, sweep_cost
 
 from ._validation import check_matrix, check_positive
@@ -43,13 +44,10 @@ class DualBound:
 
 def _best_scaled_value(Rc: np.ndarray, Tc: np.ndarray, t_max: float) -> tuple[float, float]:
     """``max_{0 <= t <= t_max} (t <R,T> - t^2 ||R||^2 / 2) / N`` and its ``t``."""
-    n = Rc.shape[0]
     a = float(np.einsum("ij,ij->", Rc, Tc))
     q = float(np.einsum("ij,ij->", Rc, Rc))
-    if q == 0.0 or a <= 0.0:
-        return 0.0, 0.0
-    t = min(a / q, t_max)
-    return (t * a - 0.5 * t * t * q) / n, t
+    value, t = best_on_ray(a, q, t_max)
+    return float(value) / Rc.shape[0], float(t)
 
 
 def dual_certificate(
@@ -80,7 +78,7 @@ def dual_certificate(
     Tc = T - T.mean(axis=0)
     priced = price(frame.coords(X), Rc, groups=groups, method=method)
     max_price = priced.max_value * (1 + PRICE_SAFETY)
-    t_max = lam / max_price if max_price > 0 else np.inf
+    t_max = float(feasible_scale(lam, max_price))
     value, t = _best_scaled_value(Rc, Tc, t_max)
     return DualBound(value, priced.max_value, t, priced.method)
 
@@ -250,7 +248,7 @@ def joint_wide_limit(
     R = D - codes
     Rc = R - R.mean(axis=0)
     biggest = float(np.linalg.norm(Rc, axis=1).max())
-    t_max = lam / biggest if biggest > 0 else np.inf
+    t_max = float(feasible_scale(lam, biggest))
     lower, _ = _best_scaled_value(Rc, X - X.mean(axis=0), t_max)
     return JointWideLimit(b, codes, primal, lower, iterations)
 

@@ -369,6 +369,8 @@ def _fit_to_width(cert, task, units, inner, opts, best, starts, master) -> Certi
     cert.certified = cert.sae is not None and within_tol(upper, cert.lower_bound, opts.tol)
     cert.message = message
     search["fixed_width"] = True
+    if "joint_bound" in search:  # internal units -> the user's (exact: a power of four)
+        search["joint_bound"] = search["joint_bound"] * units.loss
     cert.search = search
     return cert
 

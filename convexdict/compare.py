@@ -178,7 +178,9 @@ class Comparison:
     width, width_needed : int
         ``K`` of the SAE and ``K*`` of the certified optimum.
     lower_bound : float
-        The certificate's verified lower bound on every SAE's loss at every width.
+        The certificate's verified lower bound on every SAE's loss at every width, or below
+        ``K*`` on 2-D data the larger joint bound J_K (:mod:`convexdict.joint_width`), valid
+        for every SAE of width ``<= K``.
     optimum_loss : float
         Loss of the best explicit SAE of width ``<= K`` known: the certificate's optimum at
         ``K >= K*``; below ``K*`` see the bracket below (nan when none is known).
@@ -341,7 +343,8 @@ def _verdict(
     tol: float,
 ) -> tuple[str, str]:
     scale = tol * loss  # within_tol(loss, x, tol) is loss - x <= scale
-    if within_tol(loss, cert.lower_bound, tol):
+    lower = max(cert.lower_bound, better.lower)
+    if within_tol(loss, lower, tol):
         return "certified_global", "loss within tolerance of the certified lower bound"
     if math.isnan(dec) or math.isnan(enc):
         return "undetermined", "a block program failed in every solver"
@@ -355,8 +358,7 @@ def _verdict(
             f"({better.loss:.10g}, recomputed from its weights)",
         )
     if cert.fixed_width or width < cert.width_needed:
-        why = "nothing found beats it; " + bracket_line(width, cert.lower_bound,
-                                                         better.optimum_loss)
+        why = "nothing found beats it; " + bracket_line(width, lower, better.optimum_loss)
     else:
         why = "the certificate's own gap covers the loss"
     return "partial_minimum", f"neither block improves; not certifiably spurious ({why})"
@@ -450,7 +452,8 @@ def compare(
         dec = enc = float("nan")
     better = known_better(sae, X, lam, cert, loss, tol, search_time)
     verdict, message = _verdict(loss, cert, sae.width, better, dec, enc, tol)
-    gap = loss - cert.lower_bound
+    lower = max(cert.lower_bound, better.lower)  # the 2-D joint bound J_K can be larger
+    gap = loss - lower
     return Comparison(
         lam=lam,
         tol=tol,
@@ -465,10 +468,10 @@ def compare(
         explained_variance=ev,
         dead_latents=dead,
         dead_fraction=len(dead) / sae.width if sae.width else 0.0,
-        lower_bound=cert.lower_bound,
+        lower_bound=lower,
         optimum_loss=better.optimum_loss,
         gap=gap,
-        relative_gap=relative_gap(loss, cert.lower_bound),
+        relative_gap=relative_gap(loss, lower),
         sae_dual_bound=dual_bound(X, lam, resid),
         improve_decoder=dec,
         improve_encoder=enc,

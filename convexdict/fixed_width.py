@@ -48,6 +48,7 @@ import numpy as np
 from ._validation import check_int, check_matrix, check_positive
 from .atoms import affine_frame
 from .incumbents import Incumbent, best_subsets, top_latents
+from .joint_width import joint_width_bound
 from .pattern_tree import (
     CLOSED,
     MAX_PATTERNS,
@@ -60,6 +61,9 @@ from .pattern_tree import (
 from .sae import SAE, sae_loss
 from .tolerance import within_tol
 from .width_incumbents import width_incumbents
+
+#: Boxes of the 2-D joint bound when ``time_limit`` is None (a deterministic budget).
+JOINT_BOXES = 20_000
 
 
 def branch_and_bound(
@@ -254,8 +258,15 @@ def fixed_width_result(
     share = None if time_limit is None else (time_limit if too_many else 0.25 * time_limit)
     found = width_incumbents(X, lam, width, wide=wide_optimum, starts=starts, time_limit=share,
                              solver=solver)
+    # In 2-D, paper A's joint problem at width K gives a width-aware bound (J_K >= P* often).
+    joint = _joint_bound(X, lam, width, found, tol, time_limit, start,
+                         1.0 if too_many else 0.3, wide_lower, progress)
+    wide_lower = max(wide_lower, joint)
     if too_many:
-        return _incumbents_only(X, lam, width, wide_lower, found, n_cells, k_star, tol, start)
+        sae, lower, upper, gap, ok, message, info = _incumbents_only(
+            X, lam, width, wide_lower, found, n_cells, k_star, tol, start)
+        info["joint_bound"] = joint
+        return sae, lower, upper, gap, ok, message, info
     offered = [top_latents(wide_optimum, X, width), *best_subsets(wide_optimum, X, lam, width)]
     offered += [sae for sae in (found.sae, *starts) if sae is not None]
     remaining = None if time_limit is None else max(time_limit - (time.perf_counter() - start),
@@ -294,7 +305,23 @@ def fixed_width_result(
         )
     info = search_summary(stats)
     info["incumbent_source"] = found.source
+    info["joint_bound"] = joint
     return best.sae, lower, upper, gap, ok, message, info
+
+
+def _joint_bound(X, lam, width, found, tol, time_limit, start, share, floor,
+                 progress) -> float:
+    """The verified J_K bound of :mod:`convexdict.joint_width` (``-inf`` off 2-D)."""
+    if X.shape[1] != 2 or found.sae is None:
+        return -np.inf
+    if time_limit is None:  # deterministic (scale-covariant) budget: a fixed box count
+        return joint_width_bound(X, lam, width, found.loss, tol=tol, time_limit=None,
+                                 max_boxes=JOINT_BOXES, progress=progress).lower
+    left = time_limit - (time.perf_counter() - start)
+    if left <= 0:
+        return -np.inf
+    return joint_width_bound(X, lam, width, found.loss, tol=tol, time_limit=share * left,
+                             floor=floor, progress=progress).lower
 
 
 def _checked_starts(starts, X: np.ndarray, width: int) -> list[SAE]:
@@ -318,13 +345,13 @@ def _incumbents_only(X, lam, width, wide_lower, found, n_cells, k_star, tol, sta
     rel = (upper - wide_lower) / upper if upper > 0 and np.isfinite(upper) else float("inf")
     head = (f"width-{width} optimum certified: an explicit SAE attains the wide lower bound"
             if ok else
-            f"width {width} < K* = {k_star}: bracket [{wide_lower:.10g}, {upper:.10g}] for the "
+            f"width {width} < K* = {k_star}: [lower_bound, upper_bound] brackets the "
             f"width-{width} optimum (relative width {rel:.3g})")
     message = (
         f"{head}; the upper end is the best of {sum(found.tried.values())} explicit width-"
         f"{width} SAEs (best from {found.source or 'none'}); up to {n_cells:,} activation "
         f"patterns, above the branch and bound's limit of {MAX_PATTERNS:,}, so the lower end "
-        "is the wide bound P*"
+        "is the wide bound P* or, in 2-D, the joint bound J_K at width K if larger"
     )
     info = {"n_patterns": n_cells, "nodes_evaluated": 0, "budget_exhausted": "patterns",
             "incumbent_source": found.source, "incumbents_tried": dict(found.tried),

@@ -320,16 +320,25 @@ def _digest(*arrays: np.ndarray) -> str:
 
 
 def cached_incumbents(X: np.ndarray, lam: float, width: int, wide: SAE | None,
-                      time_limit: float | None) -> WidthSearch:
-    """:func:`width_incumbents` without starts, memoised on the data, ``lam``, ``width``,
-    the wide optimum's weights and the budget (a census or the demo compares many SAEs of
-    one width against the same incumbents)."""
+                      time_limit: float | None) -> tuple[WidthSearch, float]:
+    """:func:`width_incumbents` without starts, then in 2-D the joint bound J_K
+    (:func:`convexdict.joint_width.joint_width_bound`) in the rest of ``time_limit``;
+    memoised on the data, ``lam``, ``width``, the wide optimum's weights and the budget (a
+    census or the demo compares many SAEs of one width against the same incumbents).
+    Returns ``(search, lower)`` with ``lower`` the J_K bound (``-inf`` when not run)."""
+    from .joint_width import joint_width_bound
+
     wide_key = "" if wide is None else _digest(wide.W_enc, wide.b_enc, wide.W_dec, wide.b_dec)
     key = (_digest(X), float(lam), int(width), wide_key, time_limit)
     if key not in _CACHE:
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = width_incumbents(X, lam, width, wide=wide, time_limit=time_limit)
+        found = width_incumbents(X, lam, width, wide=wide, time_limit=time_limit)
+        lower = -math.inf
+        left = 30.0 if time_limit is None else time_limit - found.seconds
+        if X.shape[1] == 2 and found.sae is not None and left > 0:
+            lower = joint_width_bound(X, lam, width, found.loss, time_limit=left).lower
+        _CACHE[key] = (found, lower)
     return _CACHE[key]
 
 
@@ -349,12 +358,16 @@ class KnownBetter:
         an incumbent, or the compared SAE itself below ``K*``); ``nan`` when none.
     what : str
         Where ``sae`` comes from, for messages.
+    lower : float
+        A verified width-aware lower bound on every SAE of width ``<= K`` (the 2-D joint
+        bound J_K), ``-inf`` when none was computed.
     """
 
     sae: SAE | None
     loss: float
     optimum_loss: float
     what: str
+    lower: float = -math.inf
 
 
 def known_better(sae: SAE, X: np.ndarray, lam: float, cert, loss: float, tol: float,
@@ -369,6 +382,7 @@ def known_better(sae: SAE, X: np.ndarray, lam: float, cert, loss: float, tol: fl
     from .tolerance import improves
 
     width = sae.width
+    lower = -math.inf
     cands: list[tuple[SAE, str]] = []
     if cert.fixed_width:
         if cert.sae is not None and cert.width is not None and cert.width <= width:
@@ -378,17 +392,17 @@ def known_better(sae: SAE, X: np.ndarray, lam: float, cert, loss: float, tol: fl
                                         f"width {width})"))
     below = width < cert.width_needed and not (cert.fixed_width and cert.width == width)
     if below and width >= 1 and (time_limit is None or time_limit > 0):
-        found = cached_incumbents(X, lam, width, cert.optimum_sae, time_limit)
+        found, lower = cached_incumbents(X, lam, width, cert.optimum_sae, time_limit)
         if found.sae is not None:
             cands.append((found.sae, f"an explicit width-{width} SAE ({found.source})"))
     scored = [(sae_loss(c, X, lam), c, what) for c, what in cands]
     if not scored:
-        return KnownBetter(None, math.nan, loss if below else math.nan, "")
+        return KnownBetter(None, math.nan, loss if below else math.nan, "", lower)
     best_loss, best, what = min(scored, key=lambda t: t[0])
     optimum = min(best_loss, loss) if below or cert.fixed_width else best_loss
     if improves(best_loss, loss, tol):
-        return KnownBetter(best, best_loss, optimum, what)
-    return KnownBetter(None, math.nan, optimum, "")
+        return KnownBetter(best, best_loss, optimum, what, lower)
+    return KnownBetter(None, math.nan, optimum, "", lower)
 
 
 def bracket_width(lower: float, upper: float) -> float:

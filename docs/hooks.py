@@ -6,7 +6,8 @@ that nothing is copied by hand and nothing can go stale:
 * the notebooks (``notebooks/*.ipynb`` and ``notebooks/README.md``) and the benchmark notes
   (``benchmarks/README*.md``) are added to the site under the same relative paths they
   have in the repository, so their relative links keep working and strict mode checks
-  them;
+  them; every notebook not already in the navigation is appended, sorted, to its
+  "Lessons" section (a new lesson needs no edit to ``mkdocs.yml``);
 * ``cli.md`` is generated from :func:`convexdict.cli.build_parser`: one section per
   sub-command holding its ``--help`` text;
 * Sphinx roles left in docstrings (``:func:`x```, ``:class:`~a.b.C```) are rendered as code
@@ -130,6 +131,28 @@ def _public_names() -> frozenset[str]:
 def on_page_content(html, page, config, files):
     """Render Sphinx roles in docstrings as (linked) code."""
     return ROLE.sub(_role_to_autoref, html)
+
+
+def on_config(config):
+    """Append every notebook not named in the navigation to the "Lessons" section."""
+    named = set()
+
+    def walk(items):
+        for item in items:
+            value = next(iter(item.values())) if isinstance(item, dict) else item
+            if isinstance(value, list):
+                walk(value)
+            else:
+                named.add(value)
+
+    walk(config.nav or [])
+    for item in config.nav or []:
+        if isinstance(item, dict) and "Lessons" in item:
+            item["Lessons"].extend(
+                f"notebooks/{path.name}" for path in sorted((ROOT / "notebooks").glob("*.ipynb"))
+                if f"notebooks/{path.name}" not in named
+            )
+    return config
 
 
 def _mkdocs_on_files(files, config):

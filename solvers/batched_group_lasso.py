@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .duality import best_on_ray, feasible_scale
 from .pricing import PRICE_SAFETY
 
 
@@ -102,11 +103,8 @@ def scaled_dual_values(
     prices = np.asarray(prices, dtype=np.float64) * (1.0 + PRICE_SAFETY)
     extra = (slice(None),) + (None,) * (prices.ndim - 1)
     a, q = np.asarray(a)[extra], np.asarray(q)[extra]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where((q > 0) & (a > 0), a / np.where(q > 0, q, 1.0), 0.0)
-        t_max = np.where(prices > 0, lam / np.where(prices > 0, prices, 1.0), np.inf)
-    t = np.minimum(t, t_max)
-    return (t * a - 0.5 * t * t * q) / n
+    value, _ = best_on_ray(a, q, feasible_scale(lam, prices))
+    return value / n
 
 
 def solve_batch(

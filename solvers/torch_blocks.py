@@ -35,8 +35,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-# Codes sparser than this are multiplied as scipy CSR matrices on the CPU.
-SPARSE_DENSITY = 0.05
+# Codes sparser than this are multiplied as scipy CSR matrices on the CPU (M^T Y costs
+# O(nnz p) instead of O(n K p)); measured on 2 cores, dense BLAS wins above about 1 %, and
+# always for the Gram M^T M (its result is dense).
+SPARSE_DENSITY = 0.01
 _POWER_ITERS = 60
 
 
@@ -62,12 +64,8 @@ def t_matmul(M: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """
     if M.device.type == "cpu" and M.numel() and Y.numel():
         nnz = int(torch.count_nonzero(M))
-        if nnz <= SPARSE_DENSITY * M.numel():
-            Ms = sp.csr_matrix(M.numpy())
-            if Y is M:
-                out = (Ms.T @ Ms).toarray()
-            else:
-                out = np.asarray(Ms.T @ Y.numpy())
+        if Y is not M and nnz <= SPARSE_DENSITY * M.numel():
+            out = np.asarray(sp.csr_matrix(M.numpy()).T @ Y.numpy())
             return torch.from_numpy(np.ascontiguousarray(out)).to(M.dtype)
     return M.T @ Y
 

@@ -14,7 +14,9 @@ polyhedron per latent. One iteration of :func:`encoder_descent`:
    Gram ``D^T D`` of ``D = S * dP``;
 3. **per-latent steps**: on the piece ``L(theta + s * Delta) = L + sum_k s_k g_k.Delta_k +
    1/2 s^T Q s`` exactly, with ``Q = (D^T D) o (W_dec W_dec^T) / N``; the box QP over
-   ``0 <= s <= t`` (K variables) is solved by projected FISTA (:func:`solve_box_qp`).
+   ``0 <= s <= t`` (K variables) is solved by projected FISTA (:func:`solve_box_qp`). At
+   large ``N K^2`` the Gram pass is replaced by diagonal Newton steps capped by ``t`` and
+   an exact line search along them (one ``O(N K d)`` pass for the curvature).
 
 Every step stays on the (closed) piece, and the next gradient pass recomputes the loss;
 a step whose recomputed loss is not lower is undone and the descent stops. This module
@@ -28,6 +30,9 @@ from dataclasses import dataclass, field
 import torch
 
 from .torch_blocks import row_blocks, solve_box_qp, t_matmul
+
+# Above this N * K^2 the per-latent steps come from the diagonal of Q (no K x K Gram pass).
+EXACT_QP_WORK = 2e10
 
 
 @dataclass(frozen=True)
@@ -96,15 +101,15 @@ def gradient_pass(X, p: SAETensors, lam: float, rows: int, device, dtype):
 
 
 def direction_pass(X, p: SAETensors, dW: torch.Tensor, db: torch.Tensor, rows: int, device,
-                   dtype):
+                   dtype, gram: bool = True):
     """Largest feasible step per latent along ``(dW, db)`` and the Gram of ``S * dP``.
 
     Returns
     -------
     t_max : Tensor of shape (K,)
         ``inf`` where no constraint limits the step.
-    DtD : Tensor of shape (K, K)
-        ``(S * dP)^T (S * dP)`` in float64.
+    DtD : Tensor of shape (K, K), or (K,) with ``gram=False``
+        ``(S * dP)^T (S * dP)`` in float64 (only its diagonal without ``gram``).
     blocking : Tensor of shape (K, d + 1)
         The row ``(x_n, 1)`` of the sample that sets ``t_max`` (zeros where none does).
     """
@@ -112,7 +117,7 @@ def direction_pass(X, p: SAETensors, dW: torch.Tensor, db: torch.Tensor, rows: i
     d = p.W_enc.shape[0]
     t_max = torch.full((K,), float("inf"), dtype=torch.float64, device=device)
     blocking = torch.zeros((K, d + 1), dtype=dtype, device=device)
-    DtD = torch.zeros((K, K), dtype=torch.float64, device=device)
+    DtD = torch.zeros((K, K) if gram else (K,), dtype=torch.float64, device=device)
     both_W = torch.cat([p.W_enc, dW], dim=1)
     both_b = torch.cat([p.b_enc, db])
     inf = torch.tensor(float("inf"), dtype=dtype, device=device)
@@ -129,8 +134,40 @@ def direction_pass(X, p: SAETensors, dW: torch.Tensor, db: torch.Tensor, rows: i
             blocking = torch.where(better[:, None], rows, blocking)
             t_max = torch.where(better, low.double(), t_max)
         D = torch.where(S, dP, torch.zeros((), dtype=dtype, device=device))
-        DtD += t_matmul(D, D).double()
+        DtD += t_matmul(D, D).double() if gram else (D * D).sum(0, dtype=torch.float64)
     return t_max, DtD, blocking
+
+
+def curvature_pass(X, p: SAETensors, dW: torch.Tensor, db: torch.Tensor, s: torch.Tensor,
+                   rows: int, device, dtype) -> float:
+    """``||(S * dP) diag(s) W_dec||^2`` (float64): the curvature along the steps ``s``."""
+    both_W = torch.cat([p.W_enc, dW], dim=1)
+    both_b = torch.cat([p.b_enc, db])
+    K = p.W_enc.shape[1]
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for Xb in row_blocks(X, rows, device, dtype):
+        PdP = torch.addmm(both_b, Xb, both_W)
+        D = torch.where(PdP[:, :K] > 0, PdP[:, K:] * s, torch.zeros((), dtype=dtype,
+                                                                    device=device))
+        M = D @ p.W_dec
+        total += (M * M).sum(dtype=torch.float64)
+    return float(total)
+
+
+def _diagonal_steps(X, p, dW, db, slope, dcol, t_max, WdG, n, rows, device, dtype):
+    """Per-latent Newton steps on the diagonal of ``Q``, capped by ``t_max``, then one
+    exact line search along them (one more pass). Returns ``(s, predicted)``."""
+    qdiag = dcol * torch.diagonal(WdG) / n
+    newton = torch.where(qdiag > 0, -slope / torch.where(qdiag > 0, qdiag,
+                                                          torch.ones_like(qdiag)),
+                         torch.zeros_like(qdiag))
+    s = torch.clamp_min(torch.minimum(newton, t_max), 0.0)
+    lin = float(slope @ s)
+    if lin >= 0.0:
+        return torch.zeros_like(s), 0.0
+    curv = curvature_pass(X, p, dW, db, s.to(dtype), rows, device, dtype) / n
+    beta = 1.0 if curv <= 0 else min(1.0, -lin / curv)
+    return beta * s, beta * lin + 0.5 * beta * beta * curv
 
 
 def _project(dW: torch.Tensor, db: torch.Tensor, pinned: torch.Tensor):
@@ -157,6 +194,7 @@ def encoder_descent(
     qp_iters: int = 500,
     rel_stop: float = 1e-12,
     pin: int = 8,
+    exact_qp: bool | None = None,
 ) -> EncoderDescent:
     """Feasible descent on the encoder block (see the module docstring).
 
@@ -179,6 +217,11 @@ def encoder_descent(
         Samples remembered per latent on its hyperplane (where a step stopped at the ratio
         test); later directions are projected to keep them there, so a latent whose step
         is blocked by a sample on its boundary can still move along it.
+    exact_qp : bool, optional
+        Choose the per-latent steps by the exact box QP, which needs the ``K x K`` Gram of
+        ``S * dP`` (``O(N K^2)`` per iteration); otherwise by diagonal Newton steps and one
+        exact line search along them (``O(N K d)``, one extra pass). Default: exact when
+        ``N K^2 <= EXACT_QP_WORK``.
 
     Returns
     -------
@@ -189,15 +232,23 @@ def encoder_descent(
     out = EncoderDescent(p, [loss], 1)
     WdG = (p.W_dec @ p.W_dec.T).double()
     K, d = p.W_enc.shape[1], p.W_enc.shape[0]
+    if exact_qp is None:
+        exact_qp = n * K * K <= EXACT_QP_WORK
     pinned = torch.zeros((K, pin, d + 1), dtype=dtype, device=device)
     for it in range(iters):
         dW, db = _project(-gW, -gb, pinned) if it else (-gW, -gb)
         slope = (gW * dW).double().sum(0) + (gb * db).double()
         if float(slope.abs().sum()) == 0.0:
             break
-        t_max, DtD, blocking = direction_pass(X, out.params, dW, db, rows, device, dtype)
+        t_max, DtD, blocking = direction_pass(X, out.params, dW, db, rows, device, dtype,
+                                              gram=exact_qp)
         out.passes += 1
-        s, predicted = solve_box_qp(slope, DtD * WdG / n, t_max, max_iter=qp_iters)
+        if exact_qp:
+            s, predicted = solve_box_qp(slope, DtD * WdG / n, t_max, max_iter=qp_iters)
+        else:
+            s, predicted = _diagonal_steps(X, out.params, dW, db, slope, DtD, t_max, WdG, n,
+                                           rows, device, dtype)
+            out.passes += 1
         hit = torch.isfinite(t_max) & (s >= t_max * (1 - 1e-9)) & (t_max > 0) | (t_max == 0)
         pinned = torch.where(hit[:, None, None],
                              torch.cat([blocking[:, None, :], pinned[:, :-1]], dim=1), pinned)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .duality import best_on_ray, feasible_scale
+
 _CHUNK_FLOATS = 1 << 22
 
 
@@ -171,11 +173,8 @@ def joint_wide_limit_torch(
         q += (Rc * Rc).sum(dtype=acc)
         biggest = torch.maximum(biggest, torch.linalg.vector_norm(Rc, dim=1).max().to(acc))
     a, q, biggest = float(a), float(q), float(biggest)
-    t_max = lam / biggest if biggest > 0 else np.inf
-    lower = 0.0
-    if q > 0.0 and a > 0.0:
-        t = min(a / q, t_max)
-        lower = (t * a - 0.5 * t * t * q) / n
+    value, _ = best_on_ray(a, q, feasible_scale(lam, biggest))
+    lower = float(value) / n
     return JointBoundResult(
         b.to("cpu", torch.float64).numpy().copy(), float(huber) / n, lower, iterations, converged
     )
