@@ -14,14 +14,8 @@ from .bounds import (
     lam_max,
     lam_max_bound,
 )
-from .census import (
-    Census,
-    CensusGroup,
-    CensusStart,
-    activation_signature,
-    census,
-    group_minima,
-)
+from .census import activation_signature, census, group_minima
+from .census_result import Census, CensusGroup, CensusStart
 from .certificate import Certificate
 from .certificate_file import data_sha256, load_certificate
 from .certify import certify, certify_width

@@ -38,15 +38,17 @@ from typing import Any
 
 import numpy as np
 
+from solvers.progress import Display
+
 from ._validation import check_choice, check_int, check_matrix, check_positive
+from .census_result import Census, CensusGroup, CensusStart
 from .certify import Certificate, certify
-from .compare import VERDICTS, Comparison, _check_certificate, compare, jsonable
+from .compare import Comparison, check_certificate, compare
 from .diagnostics import active_mask
 from .pieces import PieceSolveError, polish
 from .sae import SAE, sae_loss
 from .tolerance import within_tol
 from .train import train_sae
-from .width_incumbents import bracket_line
 
 # Training options a census sets itself, or that would make the starts interfere.
 _RESERVED = {
@@ -55,237 +57,6 @@ _RESERVED = {
     "checkpoint_dir": "every start would write to the same checkpoints",
     "resume": "every start would resume from the same checkpoints",
 }
-
-
-@dataclass(frozen=True, eq=False)
-class CensusStart:
-    """One SGD start of a census.
-
-    Attributes
-    ----------
-    seed : int
-        The training seed.
-    sgd_loss : float
-        Canonical loss of the SGD end point (before polishing).
-    loss : float
-        Canonical loss after :func:`convexdict.polish` (``<= sgd_loss``).
-    verdict : str
-        :func:`convexdict.compare`'s verdict of the polished SAE (one of
-        :data:`convexdict.compare.VERDICTS`).
-    group : int
-        Index into :attr:`Census.groups`.
-    polish_failed : bool
-        Every solver failed while polishing; ``loss`` is then the SGD end point's.
-    """
-
-    seed: int
-    sgd_loss: float
-    loss: float
-    verdict: str
-    group: int
-    polish_failed: bool = False
-
-
-@dataclass(frozen=True, eq=False)
-class CensusGroup:
-    """A set of starts that ended at the same minimum (see :func:`group_minima`).
-
-    Attributes
-    ----------
-    loss : float
-        Canonical loss of the representative (the group's lowest-loss member).
-    loss_spread : float
-        Largest minus smallest loss over the members (within the grouping tolerance).
-    count : int
-        Number of starts that landed here; ``fraction = count / n_starts``.
-    fraction : float
-    verdict : str
-        The representative's verdict; ``verdict_counts`` counts every member's (members of
-        one group agree unless a member sits at the edge of a tolerance).
-    verdict_counts : dict of str to int
-    n_dead : int
-        Number of dead latents (the same for every member: dead latents are the empty
-        patterns of the shared multiset).
-    gap, relative_gap : float
-        ``loss - lower_bound`` and ``gap / loss``.
-    seeds : list of int
-        The training seeds of the members, in increasing order of loss.
-    sae : SAE
-        The representative polished SAE (width ``K``).
-    comparison : Comparison
-        :func:`convexdict.compare` of the representative.
-    """
-
-    loss: float
-    loss_spread: float
-    count: int
-    fraction: float
-    verdict: str
-    verdict_counts: dict[str, int]
-    n_dead: int
-    gap: float
-    relative_gap: float
-    seeds: list[int]
-    sae: SAE = field(repr=False)
-    comparison: Comparison = field(repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary (weights excluded; a few fields of the comparison)."""
-        cmp = self.comparison
-        return jsonable({
-            "loss": self.loss,
-            "loss_spread": self.loss_spread,
-            "count": self.count,
-            "fraction": self.fraction,
-            "verdict": self.verdict,
-            "verdict_counts": dict(self.verdict_counts),
-            "n_dead": self.n_dead,
-            "gap": self.gap,
-            "relative_gap": self.relative_gap,
-            "seeds": list(self.seeds),
-            "representative": {
-                "seed": self.seeds[0],
-                "width": self.sae.width,
-                "reconstruction": cmp.reconstruction,
-                "penalty": cmp.penalty,
-                "l0": cmp.l0,
-                "explained_variance": cmp.explained_variance,
-                "dead_latents": cmp.dead_latents,
-                "improve_decoder": cmp.improve_decoder,
-                "improve_encoder": cmp.improve_encoder,
-                "sae_dual_bound": cmp.sae_dual_bound,
-                "message": cmp.message,
-            },
-        })
-
-
-@dataclass(frozen=True, eq=False)
-class Census:
-    """Where ``n_starts`` SGD runs of width ``K`` land (see :func:`census`).
-
-    Attributes
-    ----------
-    lam, tol : float
-        Penalty and the verdicts' relative tolerance.
-    width, width_needed : int
-        ``K`` of the census and ``K*`` of the certified optimum.
-    n_samples, d : int
-        Shape of ``X``.
-    n_starts, steps, seed : int
-        Number of starts, Adam steps per start and the first seed.
-    lr : float
-        Adam's learning rate.
-    lower_bound : float
-        The certificate's verified lower bound: ``P*`` (every SAE, every width), or with
-        ``fixed_width`` the branch and bound's bound on every SAE of width ``<= K``.
-    certificate_upper_bound : float
-        Loss of the certificate's explicit optimum (width ``K*``, or ``K`` with
-        ``fixed_width``; nan without one).
-    certificate_certified : bool
-        Whether the certificate closed its own gap.
-    best_loss : float
-        The lowest polished loss: an upper bound on the width-``K`` optimum, attained by
-        ``groups[0].sae``.
-    bound_gap : float
-        ``best_loss - lower_bound``.
-    width_certified : bool
-        ``within_tol(best_loss, lower_bound, tol)``: the width-``K`` optimum is
-        certified by the explicit SAE ``groups[0].sae``. False means only
-        ``lower_bound <= optimum at width K <= best_loss`` is known.
-    groups : list of CensusGroup
-        Distinct end points by increasing loss.
-    starts : list of CensusStart
-        One record per start, in seed order.
-    message : str
-        The fixed-width conclusion in words.
-    time_train, time_polish, time_compare, time_total : float
-        Seconds.
-    fixed_width : bool
-        The bounds come from the fixed-width branch and bound (``width < K*``).
-    """
-
-    lam: float
-    tol: float
-    width: int
-    width_needed: int
-    n_samples: int
-    d: int
-    n_starts: int
-    steps: int
-    lr: float
-    seed: int
-    lower_bound: float
-    certificate_upper_bound: float
-    certificate_certified: bool
-    best_loss: float
-    bound_gap: float
-    width_certified: bool
-    groups: list[CensusGroup]
-    starts: list[CensusStart]
-    message: str
-    time_train: float = 0.0
-    time_polish: float = 0.0
-    time_compare: float = 0.0
-    time_total: float = 0.0
-    fixed_width: bool = False
-
-    @property
-    def verdict_fractions(self) -> dict[str, float]:
-        """Fraction of the starts with each verdict (every verdict of
-        :data:`convexdict.compare.VERDICTS`, zeros included)."""
-        counts = Counter(s.verdict for s in self.starts)
-        return {v: counts.get(v, 0) / self.n_starts for v in VERDICTS}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary (arrays as lists, non-finite floats as strings, no weights)."""
-        out = {
-            name: getattr(self, name)
-            for name in (
-                "lam", "tol", "width", "width_needed", "n_samples", "d", "n_starts", "steps",
-                "lr", "seed", "lower_bound", "certificate_upper_bound", "certificate_certified",
-                "best_loss", "bound_gap", "width_certified", "message", "time_train",
-                "time_polish", "time_compare", "time_total",
-            )
-        }
-        out["verdict_fractions"] = self.verdict_fractions
-        out["groups"] = [g.to_dict() for g in self.groups]
-        out["starts"] = [
-            {"seed": s.seed, "sgd_loss": s.sgd_loss, "loss": s.loss, "verdict": s.verdict,
-             "group": s.group, "polish_failed": s.polish_failed}
-            for s in self.starts
-        ]
-        return jsonable(out)
-
-    def summary(self) -> str:
-        """A plain-text table of the groups followed by the bounds and the conclusion."""
-        head = (
-            f"census of {self.n_starts} SGD starts at width K={self.width} (K* = "
-            f"{self.width_needed}) on N={self.n_samples}, d={self.d}, lam={self.lam:.6g}"
-        )
-        columns = f"{'#':>3}  {'loss':>16}  {'gap':>10}  {'count':>5}  {'fraction':>8}  " \
-                  f"{'verdict':<24}  {'dead':>4}"
-        lines = [head, columns, "-" * len(columns)]
-        for i, g in enumerate(self.groups):
-            lines.append(
-                f"{i:>3}  {g.loss:>16.10g}  {g.gap:>10.3g}  {g.count:>5}  {g.fraction:>8.1%}  "
-                f"{g.verdict:<24}  {g.n_dead:>4}"
-            )
-        lines += [
-            f"lower bound {self.lower_bound:.10g} <= width-{self.width} optimum <= best "
-            f"{self.best_loss:.10g} (gap {self.bound_gap:.3g}); width certified: "
-            f"{'yes' if self.width_certified else 'no'}",
-        ]
-        if self.width < self.width_needed:
-            known = [self.best_loss] + [g.comparison.optimum_loss for g in self.groups]
-            if self.fixed_width:
-                known.append(self.certificate_upper_bound)
-            upper = min((v for v in known if v == v), default=float("nan"))
-            lines.append(bracket_line(self.width, self.lower_bound, upper))
-        lines.append(self.message)
-        return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- grouping
 
 
 def activation_signature(sae: SAE, X: np.ndarray) -> tuple[bytes, ...]:
@@ -402,18 +173,6 @@ def _check_train_kwargs(train_kwargs: dict[str, Any]) -> dict[str, Any]:
     return dict(train_kwargs)
 
 
-def _progress(enabled: bool, total: int) -> tuple[Any, Any]:
-    if not enabled:
-        return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    display = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn())
-    task = display.add_task("census: train, polish, classify", total=total)
-    display.start()
-    return display, task
-
-
 def _conclusion(width: int, cert: Certificate, best: float, width_certified: bool) -> str:
     if cert.fixed_width:
         state = (
@@ -454,6 +213,103 @@ def _conclusion(width: int, cert: Certificate, best: float, width_certified: boo
         "(convexdict.certify(X, lam, width=K) runs the branch and bound over activation "
         "patterns)"
     )
+
+
+def _certificate(X, lam, width, tol, time_limit, certificate) -> tuple[Certificate, float]:
+    """Stage 1: the certificate at this width (computed, or the caller's, checked), and the
+    loss of its explicit optimum."""
+    if certificate is None:
+        cert = certify(X, lam, width=width, tol=tol, time_limit=time_limit)
+    else:
+        cert = check_certificate(certificate, X, lam)
+        if cert.kind != "sae":
+            raise ValueError(
+                f"The 'certificate' parameter must certify an SAE (kind 'sae'). Got kind "
+                f"{cert.kind!r}."
+            )
+    if cert.fixed_width:
+        if cert.width != width:
+            raise ValueError(
+                f"The 'certificate' parameter is a fixed-width certificate for width "
+                f"{cert.width}; the census is at width {width}."
+            )
+        return cert, cert.upper_bound
+    if cert.optimum_sae is None:
+        return cert, float("nan")
+    return cert, sae_loss(cert.optimum_sae, X, lam)
+
+
+@dataclass
+class _Runs:
+    """Stage 2's output: per start, the polished SAE, its comparison, the SGD loss."""
+
+    polished: list[SAE] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    sgd_losses: list[float] = field(default_factory=list)
+    failed: list[bool] = field(default_factory=list)
+    t_train: float = 0.0
+    t_polish: float = 0.0
+    t_compare: float = 0.0
+
+
+def _run_starts(X, lam, width, cert, *, n_starts, steps, lr, seed, tol, polish_max_iter,
+                progress, train_kwargs) -> _Runs:
+    """Stage 2: train each start, polish it (paper B's blocks), compare it."""
+    runs = _Runs()
+    with Display("census: train, polish, classify", n_starts, enabled=progress) as display:
+        for i in range(n_starts):
+            t0 = time.perf_counter()
+            sae = train_sae(X, lam, width, steps=steps, lr=lr, seed=seed + i, quiet=True,
+                            **train_kwargs)
+            t1 = time.perf_counter()
+            try:
+                end = polish(sae, X, lam, max_iter=polish_max_iter)
+                runs.failed.append(False)
+            except PieceSolveError:
+                end = sae
+                runs.failed.append(True)
+            t2 = time.perf_counter()
+            runs.comparisons.append(compare(end, X, lam, cert, tol=tol))
+            runs.t_train += t1 - t0
+            runs.t_polish += t2 - t1
+            runs.t_compare += time.perf_counter() - t2
+            runs.sgd_losses.append(sae_loss(sae, X, lam))
+            runs.polished.append(end)
+            display.update(advance=1)
+    return runs
+
+
+def _classify(X, runs: _Runs, seed: int, group_rtol: float):
+    """Stage 3: group the end points (equal loss and activation pattern) and describe them."""
+    losses = [c.loss for c in runs.comparisons]
+    keys = [activation_signature(sae, X) for sae in runs.polished]
+    members_of = _group(losses, keys, group_rtol)
+    group_of = {i: g for g, members in enumerate(members_of) for i in members}
+    n_starts = len(losses)
+    groups = []
+    for members in members_of:
+        rep = members[0]
+        cmp = runs.comparisons[rep]
+        groups.append(CensusGroup(
+            loss=cmp.loss,
+            loss_spread=max(losses[i] for i in members) - cmp.loss,
+            count=len(members),
+            fraction=len(members) / n_starts,
+            verdict=cmp.verdict,
+            verdict_counts=dict(Counter(runs.comparisons[i].verdict for i in members)),
+            n_dead=len(cmp.dead_latents),
+            gap=cmp.gap,
+            relative_gap=cmp.relative_gap,
+            seeds=[seed + i for i in members],
+            sae=runs.polished[rep],
+            comparison=cmp,
+        ))
+    starts = [
+        CensusStart(seed + i, runs.sgd_losses[i], losses[i], runs.comparisons[i].verdict,
+                    group_of[i], runs.failed[i])
+        for i in range(n_starts)
+    ]
+    return groups, starts
 
 
 def census(
@@ -549,86 +405,11 @@ def census(
     group_rtol = check_positive("group_rtol", group_rtol)
     polish_max_iter = check_int("polish_max_iter", polish_max_iter, minimum=1)
     train_kwargs = _check_train_kwargs(train_kwargs)
-    if certificate is None:
-        cert = certify(X, lam, width=width, tol=tol, time_limit=time_limit)
-    else:
-        cert = _check_certificate(certificate, X, lam)
-        if cert.kind != "sae":
-            raise ValueError(
-                f"The 'certificate' parameter must certify an SAE (kind 'sae'). Got kind "
-                f"{cert.kind!r}."
-            )
-    if cert.fixed_width:
-        if cert.width != width:
-            raise ValueError(
-                f"The 'certificate' parameter is a fixed-width certificate for width "
-                f"{cert.width}; the census is at width {width}."
-            )
-        optimum_loss = cert.upper_bound
-    else:
-        optimum_loss = (
-            sae_loss(cert.optimum_sae, X, lam) if cert.optimum_sae is not None else float("nan")
-        )
-
-    polished: list[SAE] = []
-    comparisons: list[Comparison] = []
-    sgd_losses: list[float] = []
-    failed: list[bool] = []
-    t_train = t_polish = t_compare = 0.0
-    display, task = _progress(progress, n_starts)
-    try:
-        for i in range(n_starts):
-            t0 = time.perf_counter()
-            sae = train_sae(X, lam, width, steps=steps, lr=lr, seed=seed + i, quiet=True,
-                            **train_kwargs)
-            t1 = time.perf_counter()
-            try:
-                end = polish(sae, X, lam, max_iter=polish_max_iter)
-                failed.append(False)
-            except PieceSolveError:
-                end = sae
-                failed.append(True)
-            t2 = time.perf_counter()
-            comparisons.append(compare(end, X, lam, cert, tol=tol))
-            t3 = time.perf_counter()
-            t_train += t1 - t0
-            t_polish += t2 - t1
-            t_compare += t3 - t2
-            sgd_losses.append(sae_loss(sae, X, lam))
-            polished.append(end)
-            if display is not None:
-                display.advance(task)
-    finally:
-        if display is not None:
-            display.stop()
-
-    losses = [c.loss for c in comparisons]
-    keys = [activation_signature(sae, X) for sae in polished]
-    members_of = _group(losses, keys, group_rtol)
-    group_of = {i: g for g, members in enumerate(members_of) for i in members}
-    groups = []
-    for members in members_of:
-        rep = members[0]
-        cmp = comparisons[rep]
-        groups.append(CensusGroup(
-            loss=cmp.loss,
-            loss_spread=max(losses[i] for i in members) - cmp.loss,
-            count=len(members),
-            fraction=len(members) / n_starts,
-            verdict=cmp.verdict,
-            verdict_counts=dict(Counter(comparisons[i].verdict for i in members)),
-            n_dead=len(cmp.dead_latents),
-            gap=cmp.gap,
-            relative_gap=cmp.relative_gap,
-            seeds=[seed + i for i in members],
-            sae=polished[rep],
-            comparison=cmp,
-        ))
-    starts = [
-        CensusStart(seed + i, sgd_losses[i], losses[i], comparisons[i].verdict, group_of[i],
-                    failed[i])
-        for i in range(n_starts)
-    ]
+    cert, optimum_loss = _certificate(X, lam, width, tol, time_limit, certificate)
+    runs = _run_starts(X, lam, width, cert, n_starts=n_starts, steps=steps, lr=lr, seed=seed,
+                       tol=tol, polish_max_iter=polish_max_iter, progress=progress,
+                       train_kwargs=train_kwargs)
+    groups, starts = _classify(X, runs, seed, group_rtol)
     best = groups[0].loss
     width_certified = within_tol(best, cert.lower_bound, tol)
     return Census(
@@ -651,9 +432,9 @@ def census(
         groups=groups,
         starts=starts,
         message=_conclusion(width, cert, best, width_certified),
-        time_train=t_train,
-        time_polish=t_polish,
-        time_compare=t_compare,
+        time_train=runs.t_train,
+        time_polish=runs.t_polish,
+        time_compare=runs.t_compare,
         time_total=time.perf_counter() - start_time,
         fixed_width=cert.fixed_width,
     )

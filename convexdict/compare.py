@@ -312,7 +312,7 @@ class Comparison:
         return "\n".join(lines)
 
 
-def _check_certificate(cert: Any, X: np.ndarray, lam: float) -> Certificate:
+def check_certificate(cert: Any, X: np.ndarray, lam: float) -> Certificate:
     if not isinstance(cert, Certificate):
         raise ValueError(
             f"The 'certificate' parameter must be a convexdict.Certificate or None. "
@@ -399,8 +399,10 @@ def compare(
     search_time : float or None
         Seconds for the explicit width-``K`` incumbents below ``K*``
         (:func:`convexdict.width_incumbents.width_incumbents`, memoised per data, ``lam``
-        and width); ``0`` skips them. An incumbent that beats the SAE by more than the
-        tolerance makes the verdict ``spurious_partial_minimum`` (``better_sae``).
+        and width); ``0`` skips them; ``None`` gives them a fixed work budget instead of a
+        time budget, so the result is deterministic and the same in every unit of the data
+        (the work runs in exact internal units). An incumbent that beats the SAE by more
+        than the tolerance makes the verdict ``spurious_partial_minimum`` (``better_sae``).
     **options
         For the streamed path: ``device``, ``dtype``, ``batch_size``, ``max_samples``,
         ``seed``, ``blocks``, ``encoder_iters``, ``progress`` (see
@@ -435,7 +437,7 @@ def compare(
     X = check_matrix("X", X, n_cols=sae.d_in)
     lam = check_positive("lam", lam)
     tol = check_positive("tol", tol)
-    cert = certify(X, lam) if certificate is None else _check_certificate(certificate, X, lam)
+    cert = certify(X, lam) if certificate is None else check_certificate(certificate, X, lam)
     _check_width(cert, sae)
     n, d = X.shape
     terms = sae_loss_terms(sae, X, lam)

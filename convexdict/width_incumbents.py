@@ -29,7 +29,7 @@ import hashlib
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -43,6 +43,10 @@ from .units import Units
 #: Refitted problems of one batched group-lasso call hold at most this many numbers.
 _BATCH_ENTRIES = 4_000_000
 _MERGE_LIMIT = 80  # pairwise merges only among this many wide latents (largest mass first)
+
+
+#: Boxes of the J_K search when no time limit is given (deterministic budget).
+DETERMINISTIC_BOXES = 20_000
 
 
 @dataclass
@@ -333,11 +337,22 @@ def cached_incumbents(X: np.ndarray, lam: float, width: int, wide: SAE | None,
     if key not in _CACHE:
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
-        found = width_incumbents(X, lam, width, wide=wide, time_limit=time_limit)
+        # In exact internal units (convexdict.units): the restarts' step sizes and every
+        # threshold then see unit-RMS data whatever the user's units.
+        units = Units.of(X)
+        Xi, lam_i = X / units.x, lam / units.t
+        wide_i = None if wide is None else units.model_to_internal(wide)
+        found = width_incumbents(Xi, lam_i, width, wide=wide_i, time_limit=time_limit)
         lower = -math.inf
-        left = 30.0 if time_limit is None else time_limit - found.seconds
-        if X.shape[1] == 2 and found.sae is not None and left > 0:
-            lower = joint_width_bound(X, lam, width, found.loss, time_limit=left).lower
+        left = None if time_limit is None else time_limit - found.seconds
+        if X.shape[1] == 2 and found.sae is not None and (left is None or left > 0):
+            # No time limit: a fixed box budget, so the result is deterministic.
+            lower = joint_width_bound(Xi, lam_i, width, found.loss, time_limit=left,
+                                      max_boxes=DETERMINISTIC_BOXES).lower
+            lower *= units.loss  # exact: a power of four
+        if found.sae is not None:
+            user = units.model_to_user(found.sae)
+            found = replace(found, sae=user, loss=sae_loss(user, X, lam))
         _CACHE[key] = (found, lower)
     return _CACHE[key]
 

@@ -129,7 +129,9 @@ def test_compare_without_training_is_scale_invariant() -> None:
     results = {}
     for s in SCALES:
         cert = cd.certify(X * s, lam * s)
-        cmp = cd.compare(_scaled_sae(sae, s), X * s, lam * s, cert)
+        # search_time=None: the width-K search's deterministic work budget (a time budget
+        # depends on the machine, not on the units).
+        cmp = cd.compare(_scaled_sae(sae, s), X * s, lam * s, cert, search_time=None)
         results[s] = (cmp.verdict, cmp.relative_gap, cmp.loss)
     verdict, rg, loss = results[1.0]
     for s, (v, r, l_s) in results.items():
