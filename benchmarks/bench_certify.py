@@ -10,9 +10,11 @@ side by side in one run.
     python benchmarks/bench_certify.py --issue15 [--baseline DIR]  # the scaling targets
 
 ``--pricing`` times one full exact pricing with the sweep kernel of
-:mod:`solvers._sweep_kernel` and the legacy kernel (:mod:`solvers._sweep_numba`),
+:mod:`convexdict_solvers.pricing._numba_kernel` and the legacy kernel
+(:mod:`convexdict_solvers.pricing._numba_sweep`),
 alternating, and reports events per second. An **event** is one (pivot set, point,
-orientation) candidate hyperplane priced by the sweep (see :mod:`solvers.pricing`); the
+orientation) candidate hyperplane priced by the sweep (see :mod:`convexdict_solvers.pricing.exact`);
+the
 count is the one the new kernel reports (both kernels price the same events). Wall
 time and process CPU time are both shown: on a shared machine CPU time is the steadier.
 
@@ -35,9 +37,9 @@ import warnings
 from functools import partial
 
 import numpy as np
+from convexdict_solvers.pricing.exact import price_sweep, sweep_cost
 
 import convexdict as cd
-from solvers.pricing import price_sweep, sweep_cost
 
 CASES_DIRECT = [(50, 2), (100, 2), (200, 2), (40, 3)]
 CASES_COLGEN_ONLY = [(2000, 2), (300, 3)]

@@ -8,7 +8,7 @@ that its peak memory is its own:
 
 * ``compare``: :func:`convexdict.compare` (streamed: loss terms, stationarity, joint bound,
   decoder block by FISTA with its duality gap, encoder block by feasible descent);
-* ``polish``: one round of :func:`convexdict.blocks.polish_at_scale`.
+* ``polish``: one round of :func:`convexdict.analysis.blocks.polish_at_scale`.
 
     python benchmarks/bench_compare_scale.py                     # CPU row
     python benchmarks/bench_compare_scale.py --preset gpu        # d=768, K=16384, N=1e6
@@ -57,7 +57,7 @@ def measure(args: argparse.Namespace) -> dict:
     import torch
 
     import convexdict as cd
-    from convexdict.blocks import polish_at_scale
+    from convexdict.analysis.blocks import polish_at_scale
 
     def cpu() -> float:
         u = resource.getrusage(resource.RUSAGE_SELF)

@@ -8,7 +8,7 @@ Usage::
 
 For each seed a fresh bench is drawn (:func:`convexdict.linear_representation_bench`:
 ``X = codes @ features``, unit features of bounded interference, shifted-exponential
-codes) and eight models are trained on it with :mod:`convexdict.train`:
+codes) and eight models are trained on it with :mod:`convexdict.training.train`:
 
 * ReLU SAE (canonical L1 objective), TopK SAE, BatchTopK SAE (``k`` = the expected
   number of active features per sample), and a ReLU crosscoder;
@@ -22,7 +22,7 @@ its own decoder; the true feature of the pair is ``[f, f R]``, so the ground tru
 exactly known in both layers and has the same interference as in ``X``. Its recovery is
 scored on the concatenated decoder rows against ``[f, f R]``.
 
-Metrics (:mod:`convexdict.datasets`): GT recovery (fraction of true features whose best
+Metrics (:mod:`convexdict.data.datasets`): GT recovery (fraction of true features whose best
 decoder atom has cosine > 0.9), the same over the *unanchored* features only (anchored
 latents are pulled onto their features by construction, so this column shows whether
 anchoring helps the rest), and the mean max inner product (mean over features of the
@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from convexdict import gt_recovery, linear_representation_bench, mean_max_inner_product
-from convexdict.train import (
+from convexdict.training.train import (
     anchors_from_features,
     train_crosscoder,
     train_sae,

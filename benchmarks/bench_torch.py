@@ -9,7 +9,7 @@ largest relative deviation of any kernel's maximum from the numpy sweep.
 
 Table 2, certification time vs N for d = 2, 3: ``convexdict.certify(method="colgen")``
 (CVXPY/Clarabel master, numpy pricing, plus float64 verification) against
-:func:`solvers.torch_colgen.column_generation_torch` (FISTA master and torch sweep
+:func:`convexdict_solvers.colgen.torch_loop.column_generation_torch` (FISTA master and torch sweep
 pricing, engine only: verification would be the same float64 pass as in certify). The
 objective of the torch solution is recomputed in float64 numpy.
 
@@ -27,12 +27,12 @@ from math import comb
 
 import numpy as np
 import torch
+from convexdict_solvers.colgen.torch_loop import column_generation_torch
+from convexdict_solvers.pricing.exact import price_bruteforce, price_sweep
+from convexdict_solvers.pricing.torch_sweep import price_enumerate_torch, price_sweep_torch
 
 import convexdict as cd
 from convexdict import affine_frame
-from solvers.pricing import price_bruteforce, price_sweep
-from solvers.torch_colgen import column_generation_torch
-from solvers.torch_pricing import price_enumerate_torch, price_sweep_torch
 
 BRUTE_LIMIT = 2e8  # atom-point evaluations above which brute-force kernels are skipped
 

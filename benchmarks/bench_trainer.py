@@ -7,7 +7,7 @@ Usage::
 
 All rows train the same ReLU SAE on the same in-memory random data (resident on the
 device) with Adam, and time optimiser steps after a warmup, synchronising the device
-before reading the clock. "trainer" is :func:`solvers.sgd.train` end to end minus
+before reading the clock. "trainer" is :func:`convexdict_solvers.sgd.trainer.train` end to end minus
 set-up (batch sampling, the step, dead-latent bookkeeping, LR schedule, one history
 record); "minimal" is the bare forward/backward/Adam step on random
 batches; "sae_lens" is SAELens's ``training_forward_pass`` + backward + Adam when
@@ -22,8 +22,7 @@ import time
 
 import numpy as np
 import torch
-
-from solvers.sgd import TrainConfig, resolve_device, train
+from convexdict_solvers.sgd.trainer import TrainConfig, resolve_device, train
 
 
 def _sync(device: torch.device) -> None:
@@ -33,7 +32,8 @@ def _sync(device: torch.device) -> None:
 
 def bench_trainer(X: np.ndarray, width: int, batch: int, steps: int, warmup: int,
                   device: torch.device) -> float:
-    """Samples per second of :func:`solvers.sgd.train` between two history records
+    """Samples per second of :func:`convexdict_solvers.sgd.trainer.train` between two history
+    records
     (at steps ``steps`` and ``2 * steps``: the first ``steps`` steps warm up)."""
     stamps: list[tuple[int, float]] = []
     config = TrainConfig(lam=1e-3, width=width, steps=2 * steps, batch_size=batch,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .family import Crosscoder, Transcoder
-from .sae import SAE
+from convexdict.models.family import Crosscoder, Transcoder
+from convexdict.models.sae import SAE
 
 
 def power_of_two_rms(A: np.ndarray) -> float:

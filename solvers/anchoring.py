@@ -13,7 +13,7 @@ anchored latents). The canonical loss of the trained weights remains what is rep
 compared and certified.
 
 This module is numpy only (no torch import): it builds and validates anchors. The term
-itself is :meth:`solvers.torch_sae.TorchSAE.anchor_distance`, added by the trainer.
+itself is :meth:`convexdict_solvers.sgd.torch_sae.TorchSAE.anchor_distance`, added by the trainer.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ closed cone of a pattern,
 the activation ``relu(Yt u)`` equals the linear map ``mask_S * (Yt u)``, so the
 normalised activations of any closed sub-cone ``Q`` of ``C_S`` are the convex hull of the
 images of ``Q``'s extreme rays (THEORY section 2). This is what the fixed-width branch and
-bound (:mod:`convexdict.fixed_width`) bounds over.
+bound (:mod:`convexdict.fixed_width.search`) bounds over.
 
 Conventions: ``Y`` is in the reduced, centred, unit-scaled coordinates of
-:class:`convexdict.atoms.AffineFrame` (full affine rank ``r``, so ``Yt`` has rank ``r + 1``
+:class:`convexdict.convex.atoms.AffineFrame` (full affine rank ``r``, so ``Yt`` has rank ``r + 1``
 and every cone here is pointed). A ray is accepted when every constraint holds up to
 ``FEAS_TOL`` (unit-norm rows, unit-norm ray): accepting a ray slightly outside a cone only
 enlarges a relaxation, which keeps every lower bound valid, whereas rejecting a true
@@ -25,9 +25,8 @@ from __future__ import annotations
 from itertools import combinations, product
 
 import numpy as np
+from convexdict_solvers.pricing.exact import RANK_TOL, hyperplanes_through
 from scipy.optimize import linprog
-
-from .pricing import RANK_TOL, hyperplanes_through
 
 FEAS_TOL = 1e-8
 ZERO_SIDE_TOL = 1e-10

@@ -8,19 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from convexdict_solvers.anchoring import Anchors, check_anchors
+from convexdict_solvers.sgd.objective import Objective
+from convexdict_solvers.sgd.torch_sae import TorchSAE
+from convexdict_solvers.sgd.trainer import TrainConfig, train
 
 from convexdict import linear_representation_bench
-from convexdict.train import (
+from convexdict.training.train import (
     anchors_from_class_means,
     anchors_from_features,
     train_crosscoder,
     train_sae,
     train_transcoder,
 )
-from solvers.anchoring import Anchors, check_anchors
-from solvers.sgd import TrainConfig, train
-from solvers.sgd_objective import Objective
-from solvers.torch_sae import TorchSAE
 
 WEIGHTS = ("W_enc", "b_enc", "W_dec", "b_dec")
 ACTIVATIONS = [("relu", None), ("topk", 2), ("batchtopk", 2)]

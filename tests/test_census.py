@@ -7,8 +7,8 @@ import pytest
 
 import convexdict as cd
 import convexdict.cli as cli
-from convexdict.census import Census, activation_signature, census, group_minima
-from convexdict.compare import VERDICTS
+from convexdict.analysis._census import Census, activation_signature, census, group_minima
+from convexdict.analysis.comparison import VERDICTS
 
 LAM = 0.2
 WIDTH = 3  # = K* on the data below
@@ -83,7 +83,7 @@ def test_identical_and_permuted_saes_share_a_group(setting):
 def test_same_sae_every_start_is_one_group(setting, monkeypatch):
     import sys
 
-    census_module = sys.modules["convexdict.census"]  # the attribute is the function
+    census_module = sys.modules["convexdict.analysis._census"]  # the attribute is the function
 
     X, cert, result = setting
     fixed = result.groups[0].sae

@@ -2,12 +2,12 @@ import cvxpy as cp
 import numpy as np
 import pytest
 from conftest import random_sae
+from convexdict_solvers.group_lasso.cvxpy_solve import GroupLassoProblem
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convexdict as cd
-from convexdict.atoms import atoms_from_hyperplanes
-from solvers.cvxpy_group_lasso import GroupLassoProblem
+from convexdict.convex.atoms import atoms_from_hyperplanes
 
 
 def _blob(rng, n=25, d=2):
@@ -254,7 +254,7 @@ def test_dual_bound_of_any_residual_is_below_the_optimum(rng):
 
 
 def test_solver_failure_gives_an_honest_uncertified_result(rng, monkeypatch):
-    import solvers.cvxpy_group_lasso as gl
+    import convexdict_solvers.group_lasso.cvxpy_solve as gl
 
     def broken(self, lam, solver="clarabel", fallback=True):
         raise gl.SolverFailure("clarabel: simulated failure; scs: simulated failure")
@@ -272,7 +272,7 @@ def test_solver_failure_gives_an_honest_uncertified_result(rng, monkeypatch):
 
 
 def test_solver_error_falls_back_to_the_other_solver(rng, monkeypatch):
-    import solvers.cvxpy_group_lasso as gl
+    import convexdict_solvers.group_lasso.cvxpy_solve as gl
 
     bad = dict(gl.SOLVERS["clarabel"])
     bad["options"] = {"max_iter": 0}
@@ -305,7 +305,7 @@ def test_round_limit_gives_an_honest_result(rng, max_rounds):
 
 
 def test_merging_parallel_latents_preserves_the_function(rng):
-    from convexdict.merge import merge_parallel_latents
+    from convexdict.convex.merge import merge_parallel_latents
 
     X = rng.normal(size=(30, 2))
     # Two latents with the same direction and compatible signs (nested half-planes).

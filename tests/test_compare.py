@@ -7,8 +7,9 @@ import pytest
 from conftest import random_sae
 
 import convexdict as cd
-from convexdict.compare import VERDICTS, compare, match_latents
-from convexdict.pieces import polish
+from convexdict.analysis._compare import compare
+from convexdict.analysis.comparison import VERDICTS, match_latents
+from convexdict.analysis.pieces import polish
 
 LAM = 0.2
 

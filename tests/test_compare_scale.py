@@ -6,12 +6,13 @@ import torch
 from conftest import random_sae
 
 import convexdict as cd
-from convexdict.blocks import decoder_block, encoder_block, polish_at_scale
-from convexdict.compare import VERDICTS, compare
-from convexdict.loss_units import to_canonical_loss
-from convexdict.pieces import decoder_step, encoder_step
-from convexdict.scale_compare import compare_streamed, latent_table
-from convexdict.streaming import moments, sae_pass, sae_tensors
+from convexdict.analysis._compare import compare
+from convexdict.analysis.blocks import decoder_block, encoder_block, polish_at_scale
+from convexdict.analysis.comparison import VERDICTS
+from convexdict.analysis.pieces import decoder_step, encoder_step
+from convexdict.analysis.scale_compare import compare_streamed, latent_table
+from convexdict.analysis.streaming import moments, sae_pass, sae_tensors
+from convexdict.data.loss_units import to_canonical_loss
 
 LAM = 0.2
 CPU = {"device": "cpu", "dtype": torch.float64}
@@ -132,7 +133,7 @@ def test_residuals_vanish_at_a_certified_optimum_and_not_for_sgd(certified):
 def test_compare_at_d64_needs_no_certificate(rng, monkeypatch):
     import sys
 
-    cmp_mod = sys.modules["convexdict.compare"]
+    cmp_mod = sys.modules["convexdict.analysis._compare"]
     monkeypatch.setattr(cmp_mod, "certify", lambda *a, **k: pytest.fail("certify called"))
     X = sparse_data(rng, 500, 64)
     sae = random_sae(rng, 64, 32, scale=0.2)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from convexdict.datasets import TOYS, ToyData, list_toys, load_data, load_toy
-from convexdict.lrb import (
+from convexdict.data.datasets import TOYS, ToyData, list_toys, load_data, load_toy
+from convexdict.data.lrb import (
     BENCH_PRESETS,
     LinearRepresentationBench,
     gt_recovery,

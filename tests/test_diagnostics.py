@@ -5,7 +5,7 @@ import pytest
 from conftest import random_sae
 
 import convexdict as cd
-from convexdict.diagnostics import (
+from convexdict.analysis.diagnostics import (
     active_mask,
     antipodal_pairs,
     dead_latents,

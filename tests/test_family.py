@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from convexdict_solvers.group_lasso.cvxpy_solve import GroupLassoProblem
 
 import convexdict as cd
-from convexdict.atoms import atoms_from_hyperplanes
-from solvers.cvxpy_group_lasso import GroupLassoProblem
+from convexdict.convex.atoms import atoms_from_hyperplanes
 
 
 def _data(rng, n=16):

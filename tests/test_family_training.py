@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from convexdict_solvers.sgd.torch_sae import TorchSAE
+from convexdict_solvers.sgd.trainer import TrainConfig, train
 
 from convexdict import (
     Crosscoder,
@@ -17,9 +19,7 @@ from convexdict import (
     load_toy,
     transcoder_loss,
 )
-from convexdict.train import TrainResult, train_crosscoder, train_sae, train_transcoder
-from solvers.sgd import TrainConfig, train
-from solvers.torch_sae import TorchSAE
+from convexdict.training.train import TrainResult, train_crosscoder, train_sae, train_transcoder
 
 WEIGHTS = ("W_enc", "b_enc", "W_dec", "b_dec")
 CPU64 = {"device": "cpu", "dtype": "float64"}

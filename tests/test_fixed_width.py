@@ -7,20 +7,20 @@ from math import comb
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from scipy.optimize import nnls
-
-import convexdict as cd
-from solvers.batched_group_lasso import solve_batch
-from solvers.cvxpy_group_lasso import GroupLassoProblem
-from solvers.pattern_cones import (
+from convexdict_solvers.group_lasso.batched_fista import solve_batch
+from convexdict_solvers.group_lasso.cvxpy_solve import GroupLassoProblem
+from convexdict_solvers.pattern_cones import (
     cone_rays,
     cut_cone_rays,
     lifted,
     pattern_rows,
     realizable_patterns,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.optimize import nnls
+
+import convexdict as cd
 
 FAST = {"tol": 1e-4, "time_limit": 60.0}
 
@@ -264,7 +264,7 @@ def test_no_random_sae_beats_the_fixed_width_bound(n, d, K, lam, seed) -> None:
 def test_small_batches_mix_tree_levels_and_agree() -> None:
     # Small batches pop pattern nodes of different depths together; the result must not
     # depend on the batch size.
-    from convexdict.fixed_width import branch_and_bound
+    from convexdict.fixed_width.search import branch_and_bound
 
     X = np.random.default_rng(8).normal(size=(5, 2))
     lam = 0.05

@@ -10,7 +10,7 @@ import pytest
 
 import convexdict as cd
 from convexdict.cli import main
-from convexdict.datasets import load_data
+from convexdict.data.datasets import load_data
 
 
 def _one_line_exit_2(code: int, capsys: pytest.CaptureFixture) -> str:

@@ -17,16 +17,16 @@ import torch.nn.functional as F
 from safetensors.numpy import load_file as np_load_safetensors
 from safetensors.torch import save_file
 
-from convexdict.io import format_load_notes
-from convexdict.loss_units import (
+from convexdict.data.formats import format_load_notes
+from convexdict.data.loss_units import (
     dictionary_learning_to_canonical,
     saelens_to_canonical,
     sparsify_to_canonical,
     to_canonical_loss,
     total_variance,
 )
-from convexdict.sae import SAE, load_sae, sae_loss_terms
-from convexdict.sae_writers import saelens_config, save_sae
+from convexdict.data.writers import saelens_config, save_sae
+from convexdict.models.sae import SAE, load_sae, sae_loss_terms
 
 D, K, N = 5, 7, 40
 

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"convexdict": ROOT / "convexdict", "convexdict_solvers": ROOT / "solvers"}
 MAX_MODULE_LINES = 520
-MAX_FUNCTION_LINES = 120
+MAX_FUNCTION_LINES = 120  # code lines: the docstring does not count
 
 
 def _modules() -> dict[str, Path]:
@@ -110,6 +110,9 @@ def test_modules_and_functions_stay_small() -> None:
                 numba = any("njit" in ast.unparse(d) or "jit" in ast.unparse(d)
                             for d in node.decorator_list)
                 size = node.end_lineno - node.lineno + 1
+                first = node.body[0]
+                if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                    size -= first.end_lineno - first.lineno + 1  # the docstring is prose
                 if size > MAX_FUNCTION_LINES and not numba:
                     long_functions.append((module, node.name, size))
     assert not long_modules, long_modules

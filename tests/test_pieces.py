@@ -6,10 +6,10 @@ from conftest import random_sae
 from scipy.optimize import minimize
 
 import convexdict as cd
-from convexdict import pieces
-from convexdict.compare import compare
-from convexdict.diagnostics import stationarity
-from convexdict.pieces import (
+from convexdict.analysis import pieces
+from convexdict.analysis._compare import compare
+from convexdict.analysis.diagnostics import stationarity
+from convexdict.analysis.pieces import (
     activation_pattern,
     block_improvements,
     decoder_step,

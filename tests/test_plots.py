@@ -5,8 +5,8 @@ import pytest
 from conftest import random_sae
 
 import convexdict as cd
-from convexdict import plots
-from convexdict.diagnostics import stationarity
+from convexdict.analysis import plots
+from convexdict.analysis.diagnostics import stationarity
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

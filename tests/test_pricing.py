@@ -2,13 +2,19 @@ from math import comb
 
 import numpy as np
 import pytest
+from convexdict_solvers.colgen.loop import column_generation
+from convexdict_solvers.pricing.exact import (
+    EarlyStop,
+    activations,
+    price,
+    price_bruteforce,
+    price_sweep,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convexdict import affine_frame, enumerate_atoms
-from convexdict.atoms import atoms_from_hyperplanes
-from solvers.column_generation import column_generation
-from solvers.pricing import EarlyStop, activations, price, price_bruteforce, price_sweep
+from convexdict.convex.atoms import atoms_from_hyperplanes
 
 KERNELS = ("fast", "legacy", "numpy")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from convexdict_solvers.sgd.torch_sae import TorchSAE
 
 from convexdict import SAE, sae_loss
-from solvers.torch_sae import TorchSAE
 
 
 def _random_sae(seed: int, d: int = 5, width: int = 7) -> SAE:

@@ -11,27 +11,27 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-import convexdict as cd
-from convexdict import affine_frame, enumerate_atoms
-from convexdict.bounds import joint_wide_limit
-from solvers.cvxpy_group_lasso import GroupLassoProblem
-from solvers.pricing import activations, price_bruteforce
-from solvers.torch_colgen import column_generation_torch
-from solvers.torch_group_lasso import (
+from convexdict_solvers.blocks.torch_joint import joint_wide_limit_torch
+from convexdict_solvers.colgen.torch_loop import column_generation_torch
+from convexdict_solvers.group_lasso.cvxpy_solve import GroupLassoProblem
+from convexdict_solvers.group_lasso.torch_fista import (
     ProximalSettings,
     group_structure,
     solve_group_lasso_torch,
 )
-from solvers.torch_joint import joint_wide_limit_torch
-from solvers.torch_pricing import (
+from convexdict_solvers.pricing.exact import activations, price_bruteforce
+from convexdict_solvers.pricing.torch_sweep import (
     price_enumerate_torch,
     price_sampled_torch,
     price_sweep_torch,
     price_torch,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convexdict as cd
+from convexdict import affine_frame, enumerate_atoms
+from convexdict.convex.bounds import joint_wide_limit
 
 CROSS = [slice(0, 2), slice(2, 4)]
 TOL = {torch.float64: 1e-7, torch.float32: 1e-4}

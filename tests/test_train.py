@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from convexdict_solvers.sgd.trainer import TrainConfig, train
 
 from convexdict import SAE, sae_loss
 from convexdict.cli import main
-from convexdict.train import TrainResult, train_sae
-from solvers.sgd import TrainConfig, train
+from convexdict.training.train import TrainResult, train_sae
 
 WEIGHTS = ("W_enc", "b_enc", "W_dec", "b_dec")
 
@@ -143,7 +143,7 @@ _DDP_SCRIPT = """
 import os, sys
 import numpy as np
 import torch
-from solvers.sgd import TrainConfig, train
+from convexdict_solvers.sgd.trainer import TrainConfig, train
 
 X = np.load(sys.argv[1])
 for name, kw in (("relu", {}), ("batchtopk", {"activation": "batchtopk", "k": 2})):
@@ -306,9 +306,10 @@ def test_cli_bad_lam_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
 
 
 def test_cli_reads_every_format_through_the_one_loader(tmp_path: Path) -> None:
-    """Issue 12: train had its own .npy loader; now convexdict.datasets.load_data(mmap=True)."""
+    """Issue 12: train had its own .npy loader; now
+    convexdict.data.datasets.load_data(mmap=True)."""
     from convexdict.cli import train as cli_train
-    from convexdict.datasets import load_data
+    from convexdict.data.datasets import load_data
 
     X = _toy(n=12)
     np.savez(tmp_path / "a.npz", other=np.zeros(3), X=X)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import convexdict as cd
-from convexdict.certificate_file import SCHEMA, certificate_payload, data_sha256
 from convexdict.cli import main
+from convexdict.convex.certificate_file import SCHEMA, certificate_payload, data_sha256
 from convexdict.verification import verify
 from convexdict.verification._bounds import exact_centred
 from convexdict.verification._enumerate import (

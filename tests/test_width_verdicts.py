@@ -6,15 +6,15 @@ import time
 
 import numpy as np
 import pytest
+from convexdict_solvers.sgd.batched_restarts import random_restarts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import convexdict as cd
-from convexdict.compare import compare
-from convexdict.pieces import polish
+from convexdict.analysis._compare import compare
+from convexdict.analysis.pieces import polish
+from convexdict.fixed_width.width_incumbents import bracket_width, width_incumbents
 from convexdict.tolerance import improves
-from convexdict.width_incumbents import bracket_width, width_incumbents
-from solvers.batched_restarts import random_restarts
 
 LAM = 0.2
 
@@ -140,7 +140,7 @@ def _joint_objective(X: np.ndarray, lam: float, b: np.ndarray, angles: np.ndarra
 
 @pytest.mark.parametrize("width", [1, 2])
 def test_box_bounds_hold_inside_their_boxes(width) -> None:
-    from convexdict.joint_width import _box_bounds
+    from convexdict.fixed_width.joint_width import _box_bounds
 
     rng = np.random.default_rng(width)
     X = rng.normal(size=(7, 2))
@@ -156,7 +156,7 @@ def test_box_bounds_hold_inside_their_boxes(width) -> None:
 
 
 def test_joint_bound_against_brute_force_and_certified_optima() -> None:
-    from convexdict.joint_width import joint_width_bound
+    from convexdict.fixed_width.joint_width import joint_width_bound
 
     X = np.random.default_rng(5).normal(size=(6, 2))
     lam = 0.1

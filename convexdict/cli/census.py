@@ -1,6 +1,6 @@
 """``convexdict census DATA --lam L --width K``: where SGD lands, polished and classified.
 
-DATA is anything :func:`convexdict.datasets.load_data` reads. Certifies ``(DATA, lam)``,
+DATA is anything :func:`convexdict.data.datasets.load_data` reads. Certifies ``(DATA, lam)``,
 runs :func:`convexdict.census.census` (``--starts`` SGD runs of width ``K``, each polished
 to a partial minimum and classified by :func:`convexdict.compare`), prints one table row
 per distinct end point and the fixed-width bounds; ``--json PATH`` writes
@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from . import CLIError, field_table
-from .certify import say, write_json_atomic
-from .compare import VERDICT_STYLE
-from .paths import check_output_file
+from convexdict.cli import CLIError, field_table
+from convexdict.cli.certify import say, write_json_atomic
+from convexdict.cli.paths import check_output_file
+from convexdict.cli.tables import VERDICT_STYLE
 
 
 def register(subparsers: Any) -> None:
@@ -96,10 +96,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from .._validation import check_int, check_positive
-    from ..census import census
-    from ..certify import certify
-    from ..datasets import load_data
+    from convexdict._validation import check_int, check_positive
+    from convexdict.analysis._census import census
+    from convexdict.convex._certify import certify
+    from convexdict.data.datasets import load_data
 
     lam = check_positive("lam", args.lam)
     tol = check_positive("tol", args.tol)

@@ -1,6 +1,6 @@
 """``convexdict certify DATA --lam L``: the certified global optimum of the canonical objective.
 
-DATA is anything :func:`convexdict.datasets.load_data` reads (``.npy``, ``.npz``, ``.csv``,
+DATA is anything :func:`convexdict.data.datasets.load_data` reads (``.npy``, ``.npz``, ``.csv``,
 ``.safetensors`` or ``toy:NAME``). Prints a summary table and, with ``--json PATH``,
 writes :meth:`convexdict.Certificate.to_dict` there atomically (temporary file, then
 ``os.replace``). The SAE's weights are not written.
@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import CLIError, field_table
-from .paths import check_output_file
+from convexdict.cli import CLIError, field_table
+from convexdict.cli.paths import check_output_file
 
 
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
@@ -24,9 +24,9 @@ def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
     Arrays, numpy scalars and non-finite floats are converted first
     (:func:`convexdict.compare.jsonable`). Parent directories are created.
     """
-    from solvers.atomic import atomic_write_text
+    from convexdict_solvers.atomic import atomic_write_text
 
-    from ..compare import jsonable
+    from convexdict.analysis.comparison import jsonable
 
     target = check_output_file(path, "--json")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,9 +122,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from .._validation import check_positive
-    from ..certify import certify
-    from ..datasets import load_data
+    from convexdict._validation import check_positive
+    from convexdict.convex._certify import certify
+    from convexdict.data.datasets import load_data
 
     lam = check_positive("lam", args.lam)
     tol = check_positive("tol", args.tol)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .certify import say, write_json_atomic
+from convexdict.cli.certify import say, write_json_atomic
 
 
 def add_scale_flags(p: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def add_scale_flags(p: argparse.ArgumentParser) -> None:
 
 def open_data(spec: str) -> Any:
     """A ``.npy`` file memory-mapped (never loaded whole), anything else via ``load_data``."""
-    from ..datasets import load_data
+    from convexdict.data.datasets import load_data
 
     path = Path(spec)
     if path.suffix == ".npy" and path.is_file():
@@ -46,7 +46,7 @@ class ChunkProgress:
     """Adapter from ``progress(stage, rows)`` callbacks to the one progress display."""
 
     def __init__(self, n_rows: int) -> None:
-        from solvers.progress import Display
+        from convexdict_solvers.progress import Display
 
         self.display = Display("statistics", total=n_rows, transient=True)
         self.stage = "statistics"
@@ -64,7 +64,7 @@ class ChunkProgress:
 
 def write_latents(table: dict[str, np.ndarray], path: Path) -> list[Path]:
     """Per-latent CSV at ``path``, plus ``.parquet`` beside it when pyarrow is installed."""
-    from solvers.atomic import atomic_write_text
+    from convexdict_solvers.atomic import atomic_write_text
 
     keys = list(table)
     rows = zip(*(table[k].tolist() for k in keys), strict=True)
@@ -83,8 +83,7 @@ def write_latents(table: dict[str, np.ndarray], path: Path) -> list[Path]:
     if importlib.util.find_spec("pyarrow") is not None:
         import pyarrow as pa
         import pyarrow.parquet as pq
-
-        from solvers.atomic import atomic_write
+        from convexdict_solvers.atomic import atomic_write
 
         frame = pa.table({k: np.asarray(v) for k, v in table.items()})
         written.append(atomic_write(path.with_suffix(".parquet"),
@@ -97,13 +96,13 @@ def run_streamed(args: argparse.Namespace, sae: Any, lam: float, tol: float) -> 
     from rich.console import Console
     from rich.markup import escape
 
-    from ..compare import compare
-    from ..scale_compare import latent_table
-    from .compare import comparison_table
+    from convexdict.analysis._compare import compare
+    from convexdict.analysis.scale_compare import latent_table
+    from convexdict.cli.tables import comparison_table
 
     X = open_data(args.data)
     if X.shape[1] != sae.d_in:
-        from . import CLIError
+        from convexdict.cli import CLIError
 
         raise CLIError(f"DATA has d={X.shape[1]} columns but the SAE expects d_in={sae.d_in}.")
     n_rows = min(X.shape[0], args.max_samples or X.shape[0])
@@ -125,7 +124,7 @@ def run_streamed(args: argparse.Namespace, sae: Any, lam: float, tol: float) -> 
         written = write_latents(table, Path(args.latents))
         say(console, "per-latent results written to " + ", ".join(map(str, written)))
     if args.plots is not None:
-        from .. import scale_plots
+        from convexdict.analysis import scale_plots
 
         folder = Path(args.plots)
         written = [

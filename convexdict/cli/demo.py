@@ -2,7 +2,7 @@
 
 Steps: the ``superposition_2d`` toy (five directions in 2-D; subsampled so that it
 certifies in about a second), ``lam = 0.3 lam_max``, :func:`convexdict.certify`, then SGD
-(Adam, :func:`convexdict.train.train_sae`, ReLU) at several widths up to ``K*`` and several
+(Adam, :func:`convexdict.training.train.train_sae`, ReLU) at several widths up to ``K*`` and several
 seeds, each compared with the optimum (:func:`convexdict.compare.compare`) before and after
 :func:`convexdict.polish` (alternating the two convex blocks of paper B). Writes
 ``results.json`` (atomically), ``atoms.png`` (optimal vs SGD atoms over the data),
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .certify import say, write_json_atomic
+from convexdict.cli.certify import say, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def _bracket(width: int, *cmps: Any) -> dict[str, float] | None:
     comparisons (the best explicit SAE either knows), with its relative width."""
     if width >= cmps[0].width_needed:
         return None
-    from ..width_incumbents import bracket_width
+    from convexdict.fixed_width.width_incumbents import bracket_width
 
     lower = max(c.lower_bound for c in cmps)
     known = [v for c in cmps for v in (c.optimum_loss, c.better_loss, c.loss) if v == v]
@@ -97,7 +97,7 @@ def _table(rows: list[dict[str, Any]], title: str) -> Any:
     from rich import box
     from rich.table import Table
 
-    from .compare import VERDICT_STYLE
+    from convexdict.cli.tables import VERDICT_STYLE
 
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("K", "seed", "loss", "gap", "rel.gap", "verdict", "dead", "pol.gap",
@@ -120,13 +120,13 @@ def _table(rows: list[dict[str, Any]], title: str) -> Any:
 
 def run_demo(out: Path, config: DemoConfig, console: Any) -> dict[str, Any]:
     """Run the demo with ``config``, write everything into ``out``, return the results."""
-    from .. import plots
-    from ..bounds import lam_max
-    from ..certify import certify
-    from ..compare import compare
-    from ..datasets import load_toy
-    from ..pieces import polish
-    from ..train import train_sae
+    from convexdict.analysis import plots
+    from convexdict.analysis._compare import compare
+    from convexdict.analysis.pieces import polish
+    from convexdict.convex._certify import certify
+    from convexdict.convex.bounds import lam_max
+    from convexdict.data.datasets import load_toy
+    from convexdict.training.train import train_sae
 
     start = time.perf_counter()
     toy = load_toy("superposition_2d", n=config.n_samples, seed=0)
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo (``--quick``: reduced) into ``--out``."""
     from rich.console import Console
 
-    from .paths import check_output_dir
+    from convexdict.cli.paths import check_output_dir
 
     out = check_output_dir(args.out, "--out")
     run_demo(out, QUICK if args.quick else FULL, Console())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import CLIError
+from convexdict.cli import CLIError
 
 
 def _first_existing(path: Path, flag: str) -> Path:

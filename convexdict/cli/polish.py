@@ -1,8 +1,8 @@
 """``convexdict polish SAE_PATH DATA --lam L --out DIR``: alternate the two convex blocks.
 
 SAE_PATH is anything :meth:`convexdict.SAE.load` reads; DATA a ``.npy`` (memory-mapped,
-streamed in chunks) or anything :func:`convexdict.datasets.load_data` reads. Runs
-:func:`convexdict.blocks.polish_at_scale` on a torch device and writes the polished SAE
+streamed in chunks) or anything :func:`convexdict.data.datasets.load_data` reads. Runs
+:func:`convexdict.analysis.blocks.polish_at_scale` on a torch device and writes the polished SAE
 in the SAELens layout to DIR. Output paths are checked before any work starts.
 """
 
@@ -13,10 +13,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import CLIError, field_table
-from .certify import say, write_json_atomic
-from .compare_scale import add_scale_flags, open_data
-from .paths import check_output_dir, check_output_file
+from convexdict.cli import CLIError, field_table
+from convexdict.cli.certify import say, write_json_atomic
+from convexdict.cli.compare_scale import add_scale_flags, open_data
+from convexdict.cli.paths import check_output_dir, check_output_file
 
 
 def register(subparsers: Any) -> None:
@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     """Check paths, load, polish, print the loss history and save."""
     from rich.console import Console
 
-    from .._validation import check_int, check_positive
-    from ..blocks import polish_at_scale
-    from ..sae import SAE
+    from convexdict._validation import check_int, check_positive
+    from convexdict.analysis.blocks import polish_at_scale
+    from convexdict.models.sae import SAE
 
     lam = check_positive("lam", args.lam)
     tol = check_positive("tol", args.tol)
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                                                 "loss_after": res.loss_after, "steps": history})
         say(console, f"history written to {written}")
     if args.plots is not None:
-        from ..scale_plots import plot_polish
+        from convexdict.analysis.scale_plots import plot_polish
 
         say(console, f"figure written to {plot_polish(res.steps, Path(args.plots) / 'polish.png')}")
     return 0

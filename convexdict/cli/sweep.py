@@ -1,6 +1,6 @@
 """``convexdict sweep CONFIG.toml --out DIR``: a grid of certify/train/compare cells on Dask.
 
-Runs :func:`convexdict.sweep.run_sweep`: on a new local cluster of ``--workers`` processes
+Runs :func:`convexdict.sweeps.grid.run_sweep`: on a new local cluster of ``--workers`` processes
 by default, or on a running Dask scheduler with ``--scheduler tcp://HOST:8786`` (the same
 command on a laptop or a cluster). Each finished cell lands in ``DIR/cells/<id>.json`` at
 once; ``DIR/results.csv`` holds one row per finished cell; the same command rerun skips
@@ -17,8 +17,8 @@ import argparse
 import importlib.util
 from typing import Any
 
-from . import CLIError
-from .paths import check_output_dir
+from convexdict.cli import CLIError
+from convexdict.cli.paths import check_output_dir
 
 # What ``pip install "convexdict[sweep]"`` brings (import name: distribution).
 SWEEP_MODULES = {"dask": "dask", "distributed": "distributed", "pandas": "pandas"}
@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
     """
     from rich.console import Console
 
-    from ..sweep import run_sweep
-    from ..sweep_config import check_data, load_config
-    from .certify import say
+    from convexdict.cli.certify import say
+    from convexdict.sweeps.config import check_data, load_config
+    from convexdict.sweeps.grid import run_sweep
 
     _check_extra()
 

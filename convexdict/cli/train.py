@@ -1,6 +1,6 @@
 """``convexdict train DATA --lam L --width K --out DIR``: train an SAE with Adam.
 
-DATA is anything :func:`convexdict.datasets.load_data` reads (``.npy``, ``.npz``,
+DATA is anything :func:`convexdict.data.datasets.load_data` reads (``.npy``, ``.npz``,
 ``.csv``, ``.safetensors``, ``toy:NAME``), with the same checks; a float ``.npy`` file is
 memory-mapped (``load_data(..., mmap=True)``), never loaded whole.
 
@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from convexdict_solvers.atomic import atomic_write, atomic_write_text
 
-from solvers.atomic import atomic_write, atomic_write_text
-
-from . import CLIError
-from .paths import check_output_dir
+from convexdict.cli import CLIError
+from convexdict.cli.paths import check_output_dir
 
 
 def register(subparsers: Any) -> None:
@@ -68,9 +67,9 @@ def _row_norm_bound(X: np.ndarray, chunk: int = 65536) -> float:
 
 
 def load_data(spec: str) -> np.ndarray:
-    """The data matrix named by ``spec``: :func:`convexdict.datasets.load_data` with
+    """The data matrix named by ``spec``: :func:`convexdict.data.datasets.load_data` with
     ``mmap=True`` (a float ``.npy`` file comes back as a read-only memory map)."""
-    from ..datasets import load_data as load
+    from convexdict.data.datasets import load_data as load
 
     return load(spec, mmap=True)
 
@@ -93,9 +92,9 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, write DIR, print a one-line summary."""
-    from .._validation import check_positive
-    from ..bounds import joint_bound
-    from ..train import _check_device, train_sae
+    from convexdict._validation import check_positive
+    from convexdict.convex.bounds import joint_bound
+    from convexdict.training.train import _check_device, train_sae
 
     check_positive("lam", args.lam)  # lam <= 0: refused before anything is read or written
     if args.resume and args.checkpoint_dir is None:

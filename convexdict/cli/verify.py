@@ -1,7 +1,7 @@
 """``convexdict verify CERT DATA``: check a certificate file exactly, independently.
 
 CERT is a file written by ``Certificate.save`` (or ``convexdict certify --save``); DATA is
-anything :func:`convexdict.datasets.load_data` reads, the same data the certificate was
+anything :func:`convexdict.data.datasets.load_data` reads, the same data the certificate was
 computed on. Exit codes: 0 verified, 1 refuted, 2 bad input or out of reach. The verdict,
 the rigorous intervals and the reason are printed on one line each; ``--json PATH``
 writes the whole :class:`convexdict.verification.Verification`.
@@ -40,10 +40,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify, print the verdict, return the exit code."""
-    from ..datasets import load_data
-    from ..verification import verify
-    from . import CLIError
-    from .paths import check_output_file
+    from convexdict.cli import CLIError
+    from convexdict.cli.paths import check_output_file
+    from convexdict.data.datasets import load_data
+    from convexdict.verification import verify
 
     if args.target is not None and args.targets is not None:
         raise CLIError("--target and --targets are exclusive (transcoder vs crosscoder).")
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
           f"tol {result.tol:g}; {result.timings.get('total', 0.0):.2f} s"
           + ("" if result.exact else " (float checks, not rigorous)"))
     if args.json is not None:
-        from .certify import write_json_atomic
+        from convexdict.cli.certify import write_json_atomic
 
         write_json_atomic(args.json, result.to_dict())
     return EXIT_CODES[result.status]

@@ -3,16 +3,16 @@
 :func:`verify` reads a file written by :meth:`convexdict.Certificate.save` and re-checks
 its claims on the data with exact arithmetic: the model's loss (upper bound), the exact
 centring and feasibility of the dual point on every vertex of ``E0`` (lower bound), and the
-gap. It shares the file format (:mod:`convexdict.certificate_file`) with the finder and
+gap. It shares the file format (:mod:`convexdict.convex.certificate_file`) with the finder and
 nothing else: no pricing, solver or atom code.
 """
 
 import numpy as np
 
-from ._enumerate import exact_columns
-from ._exact import dyadic
-from ._result import Verification
-from ._verify import CLAIM_RTOL, MAX_LOSS_TERMS, MAX_PREDICATES, verify
+from convexdict.verification._enumerate import exact_columns
+from convexdict.verification._exact import dyadic
+from convexdict.verification._result import Verification
+from convexdict.verification._verify import CLAIM_RTOL, MAX_LOSS_TERMS, MAX_PREDICATES, verify
 
 
 def exact_affine_rank(X: np.ndarray) -> int:

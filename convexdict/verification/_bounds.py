@@ -16,8 +16,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from ._enumerate import ExactDual
-from ._exact import (
+from convexdict.verification._enumerate import ExactDual
+from convexdict.verification._exact import (
     UNIT_ROUNDOFF,
     align,
     dyadic,

@@ -31,7 +31,15 @@ from math import comb
 
 import numpy as np
 
-from ._exact import TINY, UNIT_ROUNDOFF, gamma, int_det, pivot_columns, round_down, round_up
+from convexdict.verification._exact import (
+    TINY,
+    UNIT_ROUNDOFF,
+    gamma,
+    int_det,
+    pivot_columns,
+    round_down,
+    round_up,
+)
 
 _BATCH_ENTRIES = 200_000
 _LAPLACE_MAX = 5

@@ -13,7 +13,7 @@ The verdict (docs/theory.md, "Exact verification"):
   ``upper.hi - lower.lo <= tol * upper.hi`` (the rule of :func:`convexdict.tolerance.within_tol`,
   evaluated exactly).
 
-Imports nothing from the finder: only the file format (:mod:`convexdict.certificate_file`).
+Imports nothing from the finder: only the file format (:mod:`convexdict.convex.certificate_file`).
 """
 
 from __future__ import annotations
@@ -25,11 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from ..certificate_file import CertificateFile, data_sha256, load_certificate
-from ._bounds import dual_value, exact_centred, float_loss, float_loss_error, loss_interval
-from ._enumerate import check_feasible, count_subsets, exact_columns
-from ._exact import dyadic, float_interval
-from ._result import NAN_PAIR, Verification
+from convexdict.convex.certificate_file import CertificateFile, data_sha256, load_certificate
+from convexdict.verification._bounds import (
+    dual_value,
+    exact_centred,
+    float_loss,
+    float_loss_error,
+    loss_interval,
+)
+from convexdict.verification._enumerate import check_feasible, count_subsets, exact_columns
+from convexdict.verification._exact import dyadic, float_interval
+from convexdict.verification._result import NAN_PAIR, Verification
 
 # Relative slack allowed between a claimed bound (a float64 evaluation) and its exact value
 # (for the loss: or the a priori error bound of a float64 evaluation, if larger).
@@ -119,7 +125,7 @@ def _inside(name: str, claim: float, lo: Fraction, hi: Fraction, slack: Fraction
 
 def _gap_closed(upper_hi: Fraction | float, lower_lo: Fraction, tol: float) -> bool:
     """``upper - lower <= tol * upper`` in exact arithmetic (and by within_tol's float rule)."""
-    from ..tolerance import within_tol
+    from convexdict.tolerance import within_tol
 
     if upper_hi == math.inf:
         return False

@@ -1,0 +1,1 @@
+"""Analysis of any SAE: compare, the convex pieces, diagnostics, census, plots."""

@@ -1,0 +1,302 @@
+"""An SAE's numbers over data streamed in chunks (arrays or memory-mapped ``.npy`` files).
+
+Everything :func:`convexdict.compare` reports that is a sum over samples is accumulated
+here one row block at a time on a torch device, so ``X`` is never loaded whole:
+
+* :func:`moments`: ``N``, ``sum_n x_n``, ``||X - 1 mean^T||^2`` and the data scale
+  ``max_n ||x_n - mean||`` (two cheap ``O(N d)`` passes);
+* :func:`sae_pass`: one pass that returns the canonical loss terms, firing counts, the
+  quantities of the decoder block's dual (``Z^T R``, ``<R, X>``, ``||R||^2``), paper A's
+  stationarity sums and the per-sample relaxation bound of the encoder block
+  (docs/theory.md, "Bounds for the two convex blocks"), and optionally the Gram matrices
+  ``Z^T Z`` and ``Z^T X`` of the decoder block.
+
+The definitions are those of :mod:`convexdict.models.sae` and :mod:`convexdict.analysis.diagnostics`
+(active = ``Z[n, k] ||W_dec[k]|| > ACTIVE_RTOL * scale``); in float64 the streamed
+numbers equal the in-memory ones to rounding.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from convexdict_solvers.blocks.torch_decoder import row_blocks, t_matmul
+from convexdict_solvers.blocks.torch_encoder import SAETensors
+
+from convexdict._validation import check_int
+from convexdict.analysis.diagnostics import ACTIVE_RTOL, CODE_RTOL
+from convexdict.models.sae import SAE
+
+_CHUNK_FLOATS = 1 << 23
+
+
+def open_samples(X: Any, d: int | None = None) -> Any:
+    """``X`` as a 2-D array-like without loading it: a path to ``.npy`` is memory-mapped.
+
+    Parameters
+    ----------
+    X : ndarray, numpy.memmap, str or path-like of shape (N, d)
+    d : int, optional
+        Required number of columns.
+
+    Returns
+    -------
+    ndarray or numpy.memmap
+    """
+    if isinstance(X, (str, os.PathLike)):
+        path = Path(X)
+        if path.suffix != ".npy" or not path.is_file():
+            raise ValueError(f"The 'X' parameter must be an array or an existing .npy file. "
+                             f"Got '{path}'.")
+        X = np.load(path, mmap_mode="r")
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"The 'X' parameter must be a 2-D array of shape (N, d) with N, d >= 1. "
+                         f"Got shape {X.shape}.")
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise ValueError(f"The 'X' parameter must hold real numbers. Got dtype {X.dtype}.")
+    if d is not None and X.shape[1] != d:
+        raise ValueError(f"The 'X' parameter must have d={d} columns like the SAE. "
+                         f"Got shape {X.shape}.")
+    return X
+
+
+def subsample(X: Any, max_samples: int | None, seed: int = 0) -> Any:
+    """A seeded random subset of ``max_samples`` rows (sorted), or ``X`` itself if smaller."""
+    if max_samples is None or X.shape[0] <= max_samples:
+        return X
+    max_samples = check_int("max_samples", max_samples, minimum=1)
+    rows = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_samples, replace=False))
+    return np.asarray(X[rows], dtype=np.float64)
+
+
+def resolve_device(device: str | None, dtype: str | None) -> tuple[str, torch.dtype]:
+    """Default device (CUDA when available) and dtype (float64 on CPU, float32 on CUDA)."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype is None:
+        dtype = "float64" if torch.device(device).type == "cpu" else "float32"
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"The 'dtype' parameter must be 'float32' or 'float64'. Got {dtype!r}.")
+    return device, getattr(torch, dtype)
+
+
+def chunk_rows(batch_size: int | None, width: int, d: int) -> int:
+    """Rows per chunk: ``batch_size``, or about eight million floats per ``(rows, K)`` block."""
+    if batch_size is not None:
+        return check_int("batch_size", batch_size, minimum=1)
+    return max(64, _CHUNK_FLOATS // max(width, d, 1))
+
+
+def sae_tensors(sae: SAE, device, dtype) -> SAETensors:
+    """The weights of ``sae`` as tensors on ``device``."""
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(a, dtype=np.float64)).to(device=device, dtype=dtype)
+
+    return SAETensors(t(sae.W_enc), t(sae.b_enc), t(sae.W_dec), t(sae.b_dec))
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Data sums from :func:`moments`.
+
+    Attributes
+    ----------
+    n : int
+    xsum : Tensor of shape (d,)
+        float64.
+    sst : float
+        ``||X - 1 mean^T||_F^2``.
+    scale : float
+        ``max_n ||x_n - mean||`` (the data scale of :func:`convexdict.active_mask`).
+    """
+
+    n: int
+    xsum: torch.Tensor
+    sst: float
+    scale: float
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.xsum / self.n
+
+
+def moments(X: Any, rows: int, device, dtype) -> Moments:
+    """Two ``O(N d)`` passes: the column sums, then the centred sums of squares and scale."""
+    n, d = X.shape
+    xsum = torch.zeros(d, dtype=torch.float64, device=device)
+    for Xb in row_blocks(X, rows, device, dtype):
+        if not bool(torch.isfinite(Xb).all()):
+            raise ValueError("The 'X' parameter must contain only finite values. Got NaN or inf.")
+        xsum += Xb.sum(0, dtype=torch.float64)
+    mean = (xsum / n).to(dtype)
+    sst = torch.zeros((), dtype=torch.float64, device=device)
+    scale = torch.zeros((), dtype=torch.float64, device=device)
+    for Xb in row_blocks(X, rows, device, dtype):
+        D = Xb - mean
+        sq = (D * D).sum(1, dtype=torch.float64)
+        sst += sq.sum()
+        scale = torch.maximum(scale, sq.max().sqrt())
+    return Moments(n, xsum, float(sst), float(scale))
+
+
+@dataclass
+class PassSums:
+    """Sums over the samples from :func:`sae_pass` (float64 tensors, not divided by ``N``).
+
+    ``recon = 1/2 sum ||r_n||^2``, ``penalty = lam sum_nk ||W_dec[k]|| Z[n, k]``,
+    ``l1 = sum_nk Z[n, k]``, ``zsum = Z^T 1``, ``rsum = R^T 1``, ``rx = <R, X>``,
+    ``rr = ||R||^2``, ``ZtR = Z^T R``, ``fires[k]`` = samples where ``k`` is active,
+    ``l0`` = active pairs; with ``stationarity``: ``code_max``, ``code_fail``,
+    ``zunit = sum_n z_nk``, ``atom = z^T R`` (unit codes ``z``), ``enc_grad`` and
+    ``enc_lower`` (the encoder relaxation's dual value); with ``gram``: ``ZtZ``, ``ZtX``.
+    """
+
+    recon: float = 0.0
+    penalty: float = 0.0
+    l1: float = 0.0
+    rx: float = 0.0
+    rr: float = 0.0
+    l0: float = 0.0
+    enc_lower: float = 0.0
+    zsum: Any = None
+    rsum: Any = None
+    ZtR: Any = None
+    fires: Any = None
+    code_max: Any = None
+    code_fail: Any = None
+    zunit: Any = None
+    atom: Any = None
+    enc_grad: Any = None
+    ZtZ: Any = None
+    ZtX: Any = None
+
+
+def _add(sums: PassSums, name: str, value: torch.Tensor) -> None:
+    current = getattr(sums, name)
+    setattr(sums, name, value.double() if current is None else current + value.double())
+
+
+def _chunk_stationarity(sums: PassSums, Xb, P, Z, R, p: SAETensors, lam: float,
+                        threshold: float, code_tol: float) -> None:
+    """Paper A's sums and the encoder relaxation bound for one chunk."""
+    norms = torch.linalg.vector_norm(p.W_dec, dim=1)
+    has_dir = norms > 0
+    dhat = p.W_dec / torch.where(has_dir, norms, torch.ones_like(norms))[:, None]
+    zeros = torch.zeros((), dtype=Z.dtype, device=Z.device)
+    zn = Z * norms
+    active = zn > threshold
+    z = torch.where(active, zn, zeros)
+    proj = R @ dhat.T
+    per = torch.where(active, (proj - lam).abs(), torch.clamp_min(proj - lam, 0.0))
+    m = per.max(0).values.double()
+    sums.code_max = m if sums.code_max is None else torch.maximum(sums.code_max, m)
+    _add(sums, "code_fail", (per > code_tol * lam).sum(0))
+    _add(sums, "zunit", z.sum(0))
+    _add(sums, "atom", t_matmul(z, R))
+    g = torch.where(active, lam - proj, zeros)
+    _add(sums, "enc_grad", torch.cat([t_matmul(g, Xb), g.sum(0)[:, None]], dim=1))
+    # Encoder block relaxation (codes free on the pattern S): per-sample dual values.
+    on = (P > 0) & has_dir
+    mx = torch.where(on, proj, torch.full_like(proj, -float("inf"))).max(1).values
+    y = Xb - p.b_dec
+    a = (R * y).sum(1, dtype=torch.float64)
+    q = (R * R).sum(1, dtype=torch.float64)
+    t_max = torch.where(mx > 0, lam / torch.where(mx > 0, mx, torch.ones_like(mx)).double(),
+                        torch.full_like(a, float("inf")))
+    t = torch.clamp(a / torch.where(q > 0, q, torch.ones_like(q)), min=0.0)
+    t = torch.where(q > 0, torch.minimum(t, t_max), torch.zeros_like(t))
+    sums.enc_lower += float((t * a - 0.5 * t * t * q).sum())
+
+
+def sae_pass(
+    X: Any,
+    p: SAETensors,
+    lam: float,
+    *,
+    mom: Moments,
+    rows: int,
+    device,
+    dtype,
+    stationarity: bool = True,
+    gram: bool = False,
+    code_tol: float = CODE_RTOL,
+    progress: Any = None,
+) -> PassSums:
+    """One pass over ``X`` accumulating :class:`PassSums` for the SAE ``p``.
+
+    Parameters
+    ----------
+    X : ndarray or memmap of shape (N, d)
+    p : SAETensors
+    lam : float
+    mom : Moments
+        From :func:`moments` (the data scale defines "active").
+    rows : int
+    device, dtype
+    stationarity, gram : bool
+        Accumulate paper A's sums / the decoder block's Gram matrices.
+    code_tol : float
+        Relative threshold of the code-condition failure count.
+    progress : callable, optional
+        Called with the number of rows after each chunk.
+
+    Returns
+    -------
+    PassSums
+    """
+    sums = PassSums()
+    norms = torch.linalg.vector_norm(p.W_dec, dim=1)
+    threshold = ACTIVE_RTOL * (mom.scale if mom.scale > 0 else 1.0)
+    for Xb in row_blocks(X, rows, device, dtype):
+        P = torch.addmm(p.b_enc, Xb, p.W_enc)
+        Z = torch.clamp_min(P, 0.0)
+        R = Xb - torch.addmm(p.b_dec, Z, p.W_dec)
+        sums.recon += 0.5 * float((R * R).sum(dtype=torch.float64))
+        zs = Z.sum(0, dtype=torch.float64)
+        sums.penalty += lam * float(zs @ norms.double())
+        sums.l1 += float(zs.sum())
+        sums.rx += float((R * Xb).sum(dtype=torch.float64))
+        sums.rr += float((R * R).sum(dtype=torch.float64))
+        _add(sums, "zsum", zs)
+        _add(sums, "rsum", R.sum(0, dtype=torch.float64))
+        _add(sums, "ZtR", t_matmul(Z, R))
+        active = Z * norms > threshold
+        _add(sums, "fires", active.sum(0))
+        sums.l0 += float(active.sum())
+        if stationarity:
+            _chunk_stationarity(sums, Xb, P, Z, R, p, lam, threshold, code_tol)
+        if gram:
+            _add(sums, "ZtZ", t_matmul(Z, Z))
+            _add(sums, "ZtX", t_matmul(Z, Xb))
+        if progress is not None:
+            progress(Xb.shape[0])
+    return sums
+
+
+def decoder_dual(sums: PassSums, mom: Moments, lam: float) -> float:
+    """The decoder block's dual value from the residual of the pass (module docstring).
+
+    ``R`` centred (``R_c = R - 1 rbar^T``) and scaled by the largest ``t`` with
+    ``t ||Z[:, k]^T R_c|| <= lam c_k``: a lower bound on the decoder block's optimum for
+    the codes of the pass (docs/theory.md, "Bounds for the two convex blocks").
+    """
+    n = mom.n
+    rmean = sums.rsum / n
+    a = sums.rx - n * float(rmean @ mom.mean)
+    q = sums.rr - n * float(rmean @ rmean)
+    corr = torch.linalg.vector_norm(sums.ZtR - torch.outer(sums.zsum, rmean), dim=1)
+    live = sums.zsum > 0
+    ratio = torch.where(live & (corr > 0), lam * sums.zsum / torch.clamp_min(corr, 1e-300),
+                        torch.full_like(corr, float("inf")))
+    t_max = float(ratio.min()) if ratio.numel() else float("inf")
+    if q <= 0.0 or a <= 0.0:
+        return 0.0
+    t = min(a / q, t_max)
+    return (t * a - 0.5 * t * t * q) / n

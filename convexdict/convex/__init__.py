@@ -1,0 +1,2 @@
+"""The convex certificate: atoms, bounds, the master program, refinement, verification, the
+certificate file, the regularisation path."""

@@ -1,0 +1,1 @@
+"""Models and the objective: SAE, transcoder, crosscoder, the canonical loss."""

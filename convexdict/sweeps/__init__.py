@@ -1,0 +1,1 @@
+"""Sweeps: grids of certify / train / compare cells on Dask."""

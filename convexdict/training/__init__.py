@@ -1,0 +1,1 @@
+"""Training SAEs, transcoders and crosscoders (Adam on the canonical loss)."""

@@ -1,0 +1,1 @@
+"""Convex block solvers on torch (decoder, encoder) and the joint wide limit."""

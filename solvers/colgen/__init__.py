@@ -1,0 +1,1 @@
+"""Column generation loops (CVXPY master and torch master)."""

@@ -1,0 +1,1 @@
+"""Group-lasso engines: CVXPY, batched FISTA, torch FISTA, Newton polish."""

@@ -1,0 +1,1 @@
+"""Exact pricing engines: the hyperplane sweep in numpy/numba and on torch."""

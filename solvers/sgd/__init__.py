@@ -1,0 +1,1 @@
+"""SGD engines: the torch trainer, the torch SAE module, batched restarts."""
