@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from convexdict_solvers.blocks.torch_decoder import row_blocks, t_matmul
 from convexdict_solvers.blocks.torch_encoder import SAETensors
+from convexdict_solvers.duality import best_on_ray, feasible_scale
 
 from convexdict._validation import check_int
 from convexdict.analysis.diagnostics import ACTIVE_RTOL, CODE_RTOL
@@ -208,11 +209,9 @@ def _chunk_stationarity(sums: PassSums, Xb, P, Z, R, p: SAETensors, lam: float,
     y = Xb - p.b_dec
     a = (R * y).sum(1, dtype=torch.float64)
     q = (R * R).sum(1, dtype=torch.float64)
-    t_max = torch.where(mx > 0, lam / torch.where(mx > 0, mx, torch.ones_like(mx)).double(),
-                        torch.full_like(a, float("inf")))
-    t = torch.clamp(a / torch.where(q > 0, q, torch.ones_like(q)), min=0.0)
-    t = torch.where(q > 0, torch.minimum(t, t_max), torch.zeros_like(t))
-    sums.enc_lower += float((t * a - 0.5 * t * t * q).sum())
+    value, _ = best_on_ray(a.cpu().numpy(), q.cpu().numpy(),
+                           feasible_scale(lam, mx.double().cpu().numpy()))
+    sums.enc_lower += float(value.sum())
 
 
 def sae_pass(
@@ -296,7 +295,5 @@ def decoder_dual(sums: PassSums, mom: Moments, lam: float) -> float:
     ratio = torch.where(live & (corr > 0), lam * sums.zsum / torch.clamp_min(corr, 1e-300),
                         torch.full_like(corr, float("inf")))
     t_max = float(ratio.min()) if ratio.numel() else float("inf")
-    if q <= 0.0 or a <= 0.0:
-        return 0.0
-    t = min(a / q, t_max)
-    return (t * a - 0.5 * t * t * q) / n
+    value, _ = best_on_ray(a, q, t_max)
+    return float(value) / n

@@ -97,8 +97,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from convexdict._validation import check_int, check_positive
-    from convexdict.analysis._census import census
-    from convexdict.convex._certify import certify
     from convexdict.data.datasets import load_data
 
     lam = check_positive("lam", args.lam)
@@ -113,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--time-limit must be a positive number of seconds. Got {args.time_limit}.")
     check_output_file(args.json, "--json")
     X = load_data(args.data)
+    from convexdict.analysis._census import census  # heavy: after the checks
+    from convexdict.convex._certify import certify
     cert = certify(X, lam, width=width, tol=tol, progress=True, time_limit=args.time_limit)
     result = census(X, lam, width, n_starts=starts, steps=steps, lr=lr, seed=args.seed,
                     certificate=cert, tol=tol, progress=True, batch_size=args.batch_size,

@@ -123,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from convexdict._validation import check_positive
-    from convexdict.convex._certify import certify
     from convexdict.data.datasets import load_data
 
     lam = check_positive("lam", args.lam)
@@ -137,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.json, "--json")
     check_output_file(args.save, "--save")
     X = load_data(args.data)
+    from convexdict.convex._certify import certify  # heavy (CVXPY, numba): after the checks
+
     cert = certify(X, lam, width=args.width, solver=args.solver, tol=tol, method=args.method,
                    progress=True, time_limit=args.time_limit, max_nodes=args.max_nodes)
     console = Console()

@@ -65,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from convexdict._validation import check_positive
-    from convexdict.analysis._compare import compare
-    from convexdict.convex._certify import certify
     from convexdict.data.datasets import load_data
     from convexdict.models.sae import SAE
 
@@ -87,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(
             f"DATA has d={X.shape[1]} columns but the SAE expects d_in={sae.d_in}."
         )
+    from convexdict.analysis._compare import compare  # heavy: after the checks
+    from convexdict.convex._certify import certify
+
     cert = certify(X, lam, solver=args.solver, progress=True)
     cmp = compare(sae, X, lam, cert, tol=tol)
     console = Console()

@@ -48,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from convexdict._validation import check_int, check_positive
-    from convexdict.analysis.blocks import polish_at_scale
     from convexdict.models.sae import SAE
 
     lam = check_positive("lam", args.lam)
@@ -67,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if X.shape[1] != sae.d_in:
         raise CLIError(f"DATA has d={X.shape[1]} columns but the SAE expects d_in={sae.d_in}.")
     console = Console()
+    from convexdict.analysis.blocks import polish_at_scale  # heavy (torch): after the checks
 
     def log(step: Any) -> None:
         say(console, f"round {step.round} {step.block}: loss {step.loss:.10g} "

@@ -48,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if args.target is not None and args.targets is not None:
         raise CLIError("--target and --targets are exclusive (transcoder vs crosscoder).")
     check_output_file(args.json, "--json")
+    from pathlib import Path
+
+    if not Path(args.cert).is_file():
+        raise FileNotFoundError(f"certificate file '{args.cert}' does not exist.")
     X = load_data(args.data)
     target = load_data(args.target) if args.target is not None else None
     targets = [load_data(t) for t in args.targets] if args.targets is not None else None

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from convexdict_solvers.duality import best_on_ray, feasible_scale
 
 _SAFETY = 1e-12  # relative inflation of the arc support values (rounding)
 
@@ -109,12 +110,9 @@ def _box_bounds(X: np.ndarray, lam: float, bc: np.ndarray, h: np.ndarray,
     diff = np.abs((theta[:, :, None] - alpha[:, None, :] + np.pi) % (2 * np.pi) - np.pi)
     sigma = norm[..., None] * np.cos(np.clip(diff - delta[:, None, :], 0.0, np.pi))
     sigma = sigma.max(axis=2) * (1 + _SAFETY) + _SAFETY * lam
-    t_max = np.where(sigma > 0, lam / np.where(sigma > 0, sigma, 1.0), np.inf)
     a = np.einsum("bnd,bnd->bn", R, Z)
-    q = norm**2
-    t = np.clip(np.divide(a, q, out=np.zeros_like(a), where=q > 0), 0.0, t_max)
+    value, t = best_on_ray(a, norm**2, feasible_scale(lam, sigma))
     R = R * t[..., None]
-    value = t * a - 0.5 * t * t * q
     coupling = (np.abs(R.sum(axis=1)) * h).sum(axis=1)  # min over b in the box
     total = value.sum(axis=1) - coupling
     return (total - _SAFETY * np.abs(value).sum(axis=1)) / n

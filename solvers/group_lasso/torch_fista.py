@@ -28,7 +28,7 @@ callers recompute the loss of the explicit solution in float64 and verify a dual
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -279,32 +279,53 @@ def lipschitz_constant(H: torch.Tensor) -> float:
     return float(v @ (H @ v)) * 1.01
 
 
-def _fista(state, H, C, L, lam, groups: GroupStructure, target: float, max_iter: int, settings):
-    """Restarted FISTA from ``state = (G, Y, t)`` until the absolute residual is ``<= target``.
+def fista(state, H, C, L: float, prox: Callable, max_iter: int, *, restart: bool = True,
+          check_every: int = 10, stop: Callable | None = None):
+    """The one accelerated proximal loop on torch: restarted FISTA for
+    ``min_G 1/2 <G, H G> - <C, G> + h(G)`` from ``state = (G, Y, t)``.
 
-    Returns the new state, the iterations used and the absolute residual at ``G``.
+    ``prox(V, step)`` is the proximal map of ``step * h``; every ``check_every``
+    iterations ``stop(G, mapping_norm)`` may end the loop (``mapping_norm = ||Y - G_new||``,
+    ``L`` times it is the prox-gradient mapping at the extrapolated point). The restart
+    rule (O'Donoghue and Candes) resets the momentum when ``<Y - G_new, G_new - G> > 0``.
+    Shapes: ``G, Y, C (m, p)``, ``H (m, m)``. Returns the new state and the iterations used.
     """
     G, Y, t = state
     step = 1.0 / L
     for it in range(1, max_iter + 1):
-        G_new = groups.soft_threshold(torch.add(Y, torch.addmm(C, H, Y, beta=-1.0), alpha=-step),
-                                      step * lam)
+        G_new = prox(torch.add(Y, torch.addmm(C, H, Y, beta=-1.0), alpha=-step), step)
         diff = G_new - G
-        # ||Y - G_new|| L is the prox-gradient mapping at the extrapolated point.
         mapping = Y - G_new
         t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
-        if settings.restart and float(torch.vdot(mapping.flatten(), diff.flatten())) > 0:
+        if restart and float(torch.vdot(mapping.flatten(), diff.flatten())) > 0:
             Y, t = G_new, 1.0
         else:
             Y, t = torch.add(G_new, diff, alpha=(t - 1.0) / t_new), t_new
         G = G_new
-        if it % settings.check_every == 0 and float(
-            torch.linalg.vector_norm(mapping)
-        ) * L <= target:
-            res = _residual(G, H, C, L, lam, groups)
-            if res <= target:
-                return (G, Y, t), it, res
-    return (G, Y, t), max_iter, _residual(G, H, C, L, lam, groups)
+        if stop is not None and (it % check_every == 0 or it == max_iter) and stop(
+            G, float(torch.linalg.vector_norm(mapping))
+        ):
+            return (G, Y, t), it
+    return (G, Y, t), max_iter
+
+
+def _fista(state, H, C, L, lam, groups: GroupStructure, target: float, max_iter: int, settings):
+    """FISTA for (P) until the absolute residual is ``<= target``; returns the new state,
+    the iterations used and the absolute residual at ``G``."""
+    found: list[float] = []
+
+    def stop(G, mapping_norm: float) -> bool:
+        if mapping_norm * L > target:
+            return False
+        found[:] = [_residual(G, H, C, L, lam, groups)]
+        return found[0] <= target
+
+    state, it = fista(state, H, C, L, lambda V, step: groups.soft_threshold(V, step * lam),
+                      max_iter, restart=settings.restart, check_every=settings.check_every,
+                      stop=stop)
+    if found and found[0] <= target:
+        return state, it, found[0]
+    return state, it, _residual(state[0], H, C, L, lam, groups)
 
 
 def _residual(G, H, C, L, lam, groups: GroupStructure) -> float:
