@@ -191,6 +191,7 @@ def compare(
     lower = max(cert.lower_bound, better.lower)  # the 2-D joint bound J_K can be larger
     gap = loss - lower
     return Comparison(
+        lam_max=cert.lam_max,
         lam=lam,
         tol=tol,
         n_samples=n,

@@ -238,6 +238,15 @@ class Comparison:
     method: str = "certificate"
     better_sae: SAE | None = None
     better_loss: float = float("nan")
+    lam_max: float = float("nan")
+
+    def lam_line(self) -> str:
+        """``lam_max`` and ``lam / lam_max`` (the mean alone is optimal when ``>= 1``)."""
+        if not self.lam_max == self.lam_max:  # nan: not priced (the streamed path)
+            return "lam_max not priced (exact pricing out of reach)"
+        ratio = self.lam / self.lam_max if self.lam_max > 0 else float("inf")
+        return (f"lam_max {self.lam_max:.6g}, lam / lam_max = {ratio:.4g}"
+                + (" (>= 1: the optimum is the mean alone, K* = 0)" if ratio >= 1 else ""))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (arrays as lists, non-finite floats as strings)."""
@@ -255,13 +264,15 @@ class Comparison:
         st = self.stationarity
         lines = [
             f"SAE width {self.width} (K* = {self.width_needed}) on N={self.n_samples}, "
-            f"d={self.d}, lam={self.lam:.6g}",
+            f"d={self.d}, lam={self.lam:.6g}; {self.lam_line()}",
             f"loss {self.loss:.10g} = reconstruction {self.reconstruction:.6g} + penalty "
             f"{self.penalty:.6g}; L0 {self.l0:.3g}; explained variance "
             f"{self.explained_variance:.4f}; dead {len(self.dead_latents)}/{self.width}",
-            f"certified lower bound {self.lower_bound:.10g} (optimum's loss "
-            f"{self.optimum_loss:.10g}): gap {self.gap:.3g} (relative {self.relative_gap:.3g}); "
-            f"own dual bound {self.sae_dual_bound:.10g}",
+            f"verified lower bound {self.lower_bound:.10g} (best known loss "
+            f"{self.optimum_loss:.10g}): gap {self.gap:.3g}, gap / loss (relative) "
+            f"{self.relative_gap:.3g}",
+            f"own dual bound {self.sae_dual_bound:.10g}: the bound this SAE's own residual "
+            "certifies once priced and scaled (no certificate needed)",
         ]
         if self.width < self.width_needed or self.width_needed < 0:
             lines.append(bracket_line(self.width, self.lower_bound, self.optimum_loss))

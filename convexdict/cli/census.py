@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(census_table(result, title=f"convexdict census {escape(args.data)} "
                                f"(lam {lam:g}, width {width}, {starts} starts)"))
     console.print(bounds_table(result))
+    say(console, cert.lam_line())
     say(console, result.message)
     if args.json is not None:
         out = write_json_atomic(args.json, {"census": result.to_dict(),

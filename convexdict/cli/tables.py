@@ -22,6 +22,7 @@ def comparison_table(cmp: Any, title: str = "comparison") -> Any:
     style = VERDICT_STYLE.get(cmp.verdict, "white")
     st = cmp.stationarity
     rows = [
+        ("lam_max, lam / lam_max", cmp.lam_line()),
         ("SAE width", str(cmp.width)),
         ("K* (width of the optimum)",
          str(cmp.width_needed) if cmp.width_needed >= 0 else "unknown"),

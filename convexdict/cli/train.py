@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
     device = _check_device(args.device)
     X = load_data(args.data)
-    if args.activation == "relu" and args.lam >= _row_norm_bound(X):
+    row_bound = _row_norm_bound(X)
+    if args.activation == "relu" and args.lam >= row_bound:
         raise CLIError(
             f"--lam {args.lam:g} is at least max_n ||x_n - mean|| >= lam_max: the optimum at "
             "every width is the mean alone (K* = 0; `convexdict certify` proves it), so there "
@@ -148,4 +149,6 @@ def run(args: argparse.Namespace) -> int:
         f"joint lower bound {metrics['joint_bound']:.6g}  "
         f"({result.steps} steps, {seconds:.1f} s) -> {out}"
     )
+    print(f"lam_max <= {row_bound:.6g} (bound: max_n ||x_n - mean||; exact lam_max needs "
+          f"pricing, `convexdict certify`), so lam / lam_max >= {args.lam / row_bound:.4g}")
     return 0

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from convexdict_solvers.duality import best_on_ray, feasible_scale
+from convexdict_solvers.progress import Display
 
 _SAFETY = 1e-12  # relative inflation of the arc support values (rounding)
 
@@ -207,12 +208,7 @@ def joint_width_bound(
             box = (bc, np.full(2, rho / 2), alpha, delta)
             heapq.heappush(heap, (-math.inf, next(counter), box))
     out = JointWidthBound(lower=-math.inf)
-    display = None
-    if progress:
-        from rich.live import Live
-
-        display = Live("", refresh_per_second=4, transient=True)
-        display.start()
+    display = Display("J_K search", enabled=progress, transient=True) if progress else None
     try:
         _search(X, lam, upper, heap, counter, threshold, out, start, time_limit, max_boxes,
                 batch, floor, tol, display)

@@ -44,6 +44,7 @@ from math import comb
 from typing import Any
 
 import numpy as np
+from convexdict_solvers.progress import Display
 
 from convexdict._validation import check_int, check_matrix, check_positive
 from convexdict.convex.atoms import affine_frame
@@ -191,15 +192,10 @@ class _Display:
     """A one-line live display of the bounds (rich), or nothing."""
 
     def __init__(self, enabled: bool) -> None:
-        self.live = None
-        if enabled:
-            from rich.live import Live
-
-            self.live = Live("", refresh_per_second=4, transient=True)
-            self.live.start()
+        self.live = Display("branch and bound", enabled=enabled, transient=True)
 
     def update(self, lower: float, upper: float, stats: SearchStats, n_open: int) -> None:
-        if self.live is not None:
+        if self.live.enabled:
             self.live.update(
                 f"branch and bound: bracket [{lower:.10g}, {upper:.10g}]  relative width "
                 f"{(upper - lower) / upper if upper > 0 else 0.0:.3%}  "
@@ -208,8 +204,7 @@ class _Display:
             )
 
     def stop(self) -> None:
-        if self.live is not None:
-            self.live.stop()
+        self.live.stop()
 
 
 def search_summary(stats: SearchStats) -> dict[str, Any]:
