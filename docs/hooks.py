@@ -12,6 +12,8 @@ that nothing is copied by hand and nothing can go stale:
   sub-command holding its ``--help`` text;
 * Sphinx roles left in docstrings (``:func:`x```, ``:class:`~a.b.C```) are rendered as code
   and linked to the API reference when they name a documented object;
+* every field and property of ``Certificate``, ``Comparison`` and ``Verification`` must
+  be named (in backticks) on ``reading-a-certificate.md``; a missing one is a warning;
 * every name in ``convexdict.__all__`` must be documented on an ``api/*.md`` page (a
   ``::: convexdict.NAME`` block) unless listed in ``UNDOCUMENTED`` with a reason; a missing
   one is a warning, so ``mkdocs build --strict`` fails.
@@ -151,6 +153,38 @@ def on_config(config):
     return config
 
 
+READ_PAGE = ROOT / "docs" / "reading-a-certificate.md"
+READ_CLASSES = ("Certificate", "Comparison", "Verification")
+
+
+def unexplained_fields(page: Path = READ_PAGE) -> list[str]:
+    """Fields and properties of the result classes that the page does not name.
+
+    Parameters
+    ----------
+    page : Path
+        The "How to read a certificate" page.
+
+    Returns
+    -------
+    list of str
+        ``Class.field`` for every dataclass field or public property of
+        ``READ_CLASSES`` that does not appear in backticks on the page.
+    """
+    import dataclasses
+
+    import convexdict
+
+    text = page.read_text()
+    missing = []
+    for name in READ_CLASSES:
+        cls = getattr(convexdict, name)
+        fields = [f.name for f in dataclasses.fields(cls)]
+        fields += [k for k, v in vars(cls).items() if isinstance(v, property) and k[0] != "_"]
+        missing += [f"{name}.{f}" for f in fields if f"`{f}`" not in text]
+    return missing
+
+
 def _mkdocs_on_files(files, config):
     """Add the mounted files and the generated ``cli.md`` to the site's files."""
     from mkdocs.structure.files import File
@@ -169,6 +203,11 @@ def _mkdocs_on_files(files, config):
             "public names without an API reference entry (add '::: convexdict.NAME' to a "
             "docs/api/*.md page, or list them in UNDOCUMENTED in docs/hooks.py): %s",
             ", ".join(missing),
+        )
+    unexplained = unexplained_fields()
+    if unexplained:
+        logging.getLogger("mkdocs.hooks.convexdict").warning(
+            "fields not explained on reading-a-certificate.md: %s", ", ".join(unexplained)
         )
     return files
 

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("distributed")
 pytest.importorskip("pandas")
 
-from convexdict.analysis._compare import VERDICTS  # noqa: E402
+from convexdict.analysis.comparison import VERDICTS  # noqa: E402
 from convexdict.cli import main  # noqa: E402
 from convexdict.sweeps.config import ROW_FIELDS, load_config  # noqa: E402
 from convexdict.sweeps.grid import run_sweep  # noqa: E402
