@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 from convexdict_solvers.blocks.torch_decoder import row_blocks, solve_box_qp, t_matmul
+from convexdict_solvers.objective import per_sample_terms
 
 # Above this N * K^2 the per-latent steps come from the diagonal of Q (no K x K Gram pass).
 EXACT_QP_WORK = 2e10
@@ -91,7 +92,8 @@ def gradient_pass(X, p: SAETensors, lam: float, rows: int, device, dtype):
         S = P > 0
         Z = torch.where(S, P, torch.zeros((), dtype=P.dtype, device=P.device))
         R = Xb - torch.addmm(p.b_dec, Z, p.W_dec)
-        loss += 0.5 * (R * R).sum(dtype=torch.float64) + lam * (Z.sum(0) @ norms).double()
+        recon, penalty = per_sample_terms(R.double(), Z.double(), norms.double(), lam)
+        loss += recon.sum() + penalty.sum()
         gZ = torch.where(S, lam * norms - R @ p.W_dec.T, torch.zeros((), dtype=P.dtype,
                                                                       device=P.device))
         gW += t_matmul(gZ, Xb).T.double()

@@ -156,7 +156,8 @@ def joint_wide_limit_torch(
         D = block - b
         norms, w = _weights(D, lam)
         r_sum += (w[:, None] * D).sum(dim=0, dtype=acc)
-        h = torch.where(norms <= lam, 0.5 * norms**2, lam * norms - 0.5 * lam**2)
+        # lam * (norms - lam / 2) never squares lam: no overflow at a huge lam
+        h = torch.where(norms <= lam, 0.5 * norms**2, lam * (norms - 0.5 * lam))
         huber += h.sum(dtype=acc)
     r_mean = (r_sum / n).to(dtype)
     x_mean_d = x_mean.to(dtype)

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import torch
 from convexdict_solvers.group_lasso.torch_fista import cpu_threads
+from convexdict_solvers.objective import per_sample_terms
 
 Weights = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -32,8 +33,8 @@ def batched_loss(
     """
     Z = torch.relu(torch.einsum("nd,bdk->bnk", X, W_enc) + b_enc[:, None, :])
     resid = X[None] - torch.einsum("bnk,bkd->bnd", Z, W_dec) - b_dec[:, None, :]
-    penalty = (Z.sum(dim=1) * W_dec.norm(dim=2)).sum(dim=1)
-    return (0.5 * resid.pow(2).sum(dim=(1, 2)) + lam * penalty) / X.shape[0]
+    recon, penalty = per_sample_terms(resid, Z, W_dec.norm(dim=2)[:, None, :], lam)
+    return (recon + penalty).mean(dim=1)
 
 
 def random_restarts(

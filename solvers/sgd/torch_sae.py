@@ -465,8 +465,8 @@ class TorchSAE(nn.Module):
         """
         recon, codes = self(x)
         resid = (x if target is None else target) - recon
-        sq = 0.5 * (resid * resid).sum(dim=1)
-        return (sq + lam * (codes @ self.decoder_norms())).mean()
+        recon_n, penalty_n = per_sample_terms(resid, codes, self.decoder_norms(), lam)
+        return (recon_n + penalty_n).mean()
 
     def train_loss(self, x: torch.Tensor, lam: float,
                    target: torch.Tensor | None = None) -> TrainOutput:
