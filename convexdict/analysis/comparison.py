@@ -127,6 +127,11 @@ def match_latents(
 # --------------------------------------------------------------------------- comparison
 
 
+def known(value: float) -> bool:
+    """A finite number (``nan`` marks what a path could not compute)."""
+    return math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One SAE measured against the certified optimum (see :func:`compare`).
@@ -268,13 +273,17 @@ class Comparison:
             f"loss {self.loss:.10g} = reconstruction {self.reconstruction:.6g} + penalty "
             f"{self.penalty:.6g}; L0 {self.l0:.3g}; explained variance "
             f"{self.explained_variance:.4f}; dead {len(self.dead_latents)}/{self.width}",
-            f"verified lower bound {self.lower_bound:.10g} (best known loss "
-            f"{self.optimum_loss:.10g}): gap {self.gap:.3g}, gap / loss (relative) "
-            f"{self.relative_gap:.3g}",
-            f"own dual bound {self.sae_dual_bound:.10g}: the bound this SAE's own residual "
-            "certifies once priced and scaled (no certificate needed)",
+            f"verified lower bound {self.lower_bound:.10g}"
+            + (f" (best known loss {self.optimum_loss:.10g})" if known(self.optimum_loss)
+               else " (the joint bound: no certificate at this size)")
+            + f": gap {self.gap:.3g}, gap / loss (relative) {self.relative_gap:.3g}",
         ]
-        if self.width < self.width_needed or self.width_needed < 0:
+        if known(self.sae_dual_bound):
+            lines.append(f"own dual bound {self.sae_dual_bound:.10g}: the bound this SAE's own "
+                         "residual certifies once priced and scaled (no certificate needed)")
+        if (self.width < self.width_needed or self.width_needed < 0) and known(
+            self.optimum_loss
+        ):
             lines.append(bracket_line(self.width, self.lower_bound, self.optimum_loss))
         if self.better_sae is not None:
             lines.append(f"better explicit SAE: width {self.better_sae.width}, loss "
