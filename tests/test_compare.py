@@ -152,3 +152,15 @@ def test_compare_rejects_bad_arguments(clusters, kwargs, name):
     args = {"lam": LAM, "tol": 1e-6} | kwargs
     with pytest.raises(ValueError, match=f"'{name}'"):
         compare(cert.optimum_sae, X, args["lam"], cert, tol=args["tol"])
+
+
+def test_huge_lam_needs_no_solver_and_is_not_converged():
+    """Issue 12: any lam >= lam_max is valid input; the decoder block's optimum is then the
+    zero decoder in closed form, so compare neither crashes nor calls a solver."""
+    X = cd.load_data("toy:superposition_2d")[:30]
+    sae = cd.SAE(np.eye(2), np.zeros(2), np.eye(2), np.zeros(2))
+    cmp = cd.compare(sae, X, 1e300, search_time=0)
+    mean_loss = cd.sae_loss(cd.SAE.zeros(X.mean(axis=0), 2), X, 1e300)
+    assert cmp.verdict == "not_converged"
+    assert cmp.improve_decoder == cmp.loss - mean_loss > 0
+    assert cmp.lower_bound <= mean_loss * (1 + 1e-12)

@@ -41,7 +41,7 @@ from convexdict.analysis.pieces import PieceSolveError, block_improvements
 from convexdict.convex._certify import Certificate, certify
 from convexdict.convex.bounds import dual_bound
 from convexdict.fixed_width.width_incumbents import KnownBetter, bracket_line, known_better
-from convexdict.models.sae import SAE, sae_loss_terms
+from convexdict.models.sae import SAE, sae_loss, sae_loss_terms
 from convexdict.tolerance import relative_gap, within_tol
 
 
@@ -182,10 +182,18 @@ def compare(
     ev = 1.0 - float(np.sum(resid**2)) / sst if sst > 0 else float("nan")
     dead = [int(k) for k in np.flatnonzero(~fires.any(axis=0))]
     optimum = cert.optimum_sae
-    try:
-        dec, enc = block_improvements(sae, X, lam)
-    except PieceSolveError:
-        dec = enc = float("nan")
+    if lam >= cert.lam_max:
+        # The mean alone is optimal. With the codes fixed, the decoder block's optimum is the
+        # zero decoder: each normalised code column is a realizable activation e, so
+        # ||X_c^T e|| <= lam_max <= lam (docs/theory.md, section 10). The improvement is in
+        # closed form; no solver runs at such a lam. The encoder block is not searched
+        # (improvement found 0): once the decoder is zero the encoder changes nothing.
+        dec, enc = max(loss - sae_loss(SAE.zeros(X.mean(axis=0), sae.width), X, lam), 0.0), 0.0
+    else:
+        try:
+            dec, enc = block_improvements(sae, X, lam)
+        except PieceSolveError:
+            dec = enc = float("nan")
     better = known_better(sae, X, lam, cert, loss, tol, search_time)
     verdict, message = _verdict(loss, cert, sae.width, better, dec, enc, tol)
     lower = max(cert.lower_bound, better.lower)  # the 2-D joint bound J_K can be larger
