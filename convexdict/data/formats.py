@@ -28,14 +28,11 @@ import os
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from convexdict._validation import check_positive
-
-if TYPE_CHECKING:
-    pass
 
 SAELENS_CFG = "cfg.json"
 # cfg.json keys that change the loaded function and have no safe default: missing is an error.

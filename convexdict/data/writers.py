@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from convexdict_solvers.atomic import atomic_write
@@ -14,8 +14,10 @@ from convexdict_solvers.atomic import atomic_write
 from convexdict._validation import check_choice
 from convexdict.data.formats import SAELENS_CFG, SAELENS_WEIGHTS, SAVE_DTYPES, SAEArrays
 
-if TYPE_CHECKING:
-    from convexdict.models.sae import SAE
+# Writers take any object with the SAE's weights (``W_enc``, ``b_enc``, ``W_dec``,
+# ``b_dec``, ``d_in``, ``width``): this module never imports the model classes, so
+# ``SAE.save`` can call it without an import circle.
+SAE = Any
 
 # --------------------------------------------------------------------------- writers
 
