@@ -13,6 +13,7 @@ from scipy.optimize import linear_sum_assignment
 
 from convexdict._validation import check_choice, check_matrix
 from convexdict.analysis.diagnostics import Stationarity, active_mask
+from convexdict.convex.certificate import lam_max_line
 from convexdict.fixed_width.width_incumbents import bracket_line
 from convexdict.models.sae import SAE
 
@@ -247,11 +248,7 @@ class Comparison:
 
     def lam_line(self) -> str:
         """``lam_max`` and ``lam / lam_max`` (the mean alone is optimal when ``>= 1``)."""
-        if not self.lam_max == self.lam_max:  # nan: not priced (the streamed path)
-            return "lam_max not priced (exact pricing out of reach)"
-        ratio = self.lam / self.lam_max if self.lam_max > 0 else float("inf")
-        return (f"lam_max {self.lam_max:.6g}, lam / lam_max = {ratio:.4g}"
-                + (" (>= 1: the optimum is the mean alone, K* = 0)" if ratio >= 1 else ""))
+        return lam_max_line(self.lam, self.lam_max)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (arrays as lists, non-finite floats as strings)."""

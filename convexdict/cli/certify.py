@@ -76,7 +76,7 @@ def certificate_table(cert: Any, title: str = "certificate") -> Any:
     rows = [
         ("N, d, rank", f"{cert.n_samples}, {cert.d}, {cert.rank}"),
         ("lam", f"{cert.lam:.6g}"),
-        ("lam_max, lam / lam_max", _lam_cell(cert)),
+        ("lam_max, lam / lam_max", cert.lam_line()),
         ("lower bound (verified dual)", f"{cert.lower_bound:.12g}"),
         ("upper bound (explicit model)", f"{cert.upper_bound:.12g}"),
         ("gap, absolute", f"{cert.gap:.3g}"),
@@ -106,15 +106,6 @@ def certificate_table(cert: Any, title: str = "certificate") -> Any:
                      + (f" ({s['budget_exhausted']} budget ran out)"
                         if s.get("budget_exhausted") else "")))
     return field_table(title, rows)
-
-
-def _lam_cell(cert: Any) -> str:
-    if cert.lam_max != cert.lam_max:  # nan: too large to price once more
-        return "not priced (see lam_max_bound)"
-    text = f"{cert.lam_max:.6g}, {cert.lam_ratio:.4g}"
-    if cert.lam >= cert.lam_max:
-        text += " (>= 1: the optimum is the mean alone, K* = 0)"
-    return text
 
 
 def run(args: argparse.Namespace) -> int:

@@ -53,19 +53,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _row_norm_bound(X: np.ndarray, chunk: int = 65536) -> float:
-    """``max_n ||x_n - mean||`` (an upper bound on ``lam_max``), streamed over chunks."""
-    mean = np.zeros(X.shape[1])
-    for start in range(0, X.shape[0], chunk):
-        mean += np.asarray(X[start : start + chunk], dtype=np.float64).sum(axis=0)
-    mean /= max(X.shape[0], 1)
-    best = 0.0
-    for start in range(0, X.shape[0], chunk):
-        part = np.asarray(X[start : start + chunk], dtype=np.float64) - mean
-        best = max(best, float(np.linalg.norm(part, axis=1).max(initial=0.0)))
-    return best
-
-
 def load_data(spec: str) -> np.ndarray:
     """The data matrix named by ``spec``: :func:`convexdict.data.datasets.load_data` with
     ``mmap=True`` (a float ``.npy`` file comes back as a read-only memory map)."""
@@ -103,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
     device = _check_device(args.device)
     X = load_data(args.data)
-    row_bound = _row_norm_bound(X)
+    from convexdict.convex.bounds import centred_row_norm_bound
+
+    row_bound = centred_row_norm_bound(X)
     if args.activation == "relu" and args.lam >= row_bound:
         raise CLIError(
             f"--lam {args.lam:g} is at least max_n ||x_n - mean|| >= lam_max: the optimum at "

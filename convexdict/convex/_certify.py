@@ -199,7 +199,8 @@ def _pipeline(task: Task, opts: Options, start: float, warm_start, starts) -> Ce
     plain = candidate_of(inner, frame, master.U, master.sol)
     candidates = refine(inner, frame, master, plain, opts)
     t0 = time.perf_counter()
-    verified = verify_candidates(task, units, candidates, opts.tol)
+    user_frame = affine_frame(task.X)
+    verified = verify_candidates(task, units, candidates, opts.tol, user_frame)
     t_verify = time.perf_counter() - t0
     best, dual, dual_point = verified
     lower = dual.value
@@ -237,7 +238,7 @@ def _pipeline(task: Task, opts: Options, start: float, warm_start, starts) -> Ce
         time_verify=t_verify,
         search={"budget_exhausted": master.budget},
         data_sha256=_data_sha256(task),
-        frame=affine_frame(task.X),
+        frame=user_frame,
     )
     cert = _fit_to_width(cert, task, units, inner, opts, best, starts, master)
     if cert.certified and r < task.X.shape[1]:

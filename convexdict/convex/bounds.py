@@ -178,9 +178,38 @@ def lam_max_bound(X: np.ndarray, target: np.ndarray | None = None) -> float:
         ``>= lam_max(X, target=target)``.
     """
     X = check_matrix("X", X)
-    T = _target(X, target)
-    Tc = T - T.mean(axis=0)
-    return float(np.sqrt(np.einsum("ij,ij->i", Tc, Tc).max()))
+    return centred_row_norm_bound(_target(X, target))
+
+
+def centred_row_norm_bound(
+    T: np.ndarray, groups: Sequence[slice] | None = None, chunk: int = 65536
+) -> float:
+    """``sum_groups max_n ||t_n[g] - mean(T)[g]||``, streamed over row chunks.
+
+    The bound of :func:`lam_max_bound` (summed over a crosscoder's layers), for arrays and
+    memory maps alike: every ``e`` in ``E0`` is a probability vector, so ``||T_c^T e||`` is
+    the norm of a convex combination of centred rows.
+
+    Parameters
+    ----------
+    T : ndarray or numpy.memmap of shape (N, p)
+    groups : sequence of slice, optional
+        Column groups (default: one group).
+    chunk : int
+        Rows read at a time.
+    """
+    n = T.shape[0]
+    mean = np.zeros(T.shape[1])
+    for start in range(0, n, chunk):
+        mean += np.asarray(T[start : start + chunk], dtype=np.float64).sum(axis=0)
+    mean /= max(n, 1)
+    groups = list(groups) if groups else [slice(None)]
+    best = np.zeros(len(groups))
+    for start in range(0, n, chunk):
+        part = np.asarray(T[start : start + chunk], dtype=np.float64) - mean
+        for i, g in enumerate(groups):
+            best[i] = max(best[i], float(np.linalg.norm(part[:, g], axis=1).max(initial=0.0)))
+    return float(best.sum())
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,17 @@ from convexdict.models.sae import SAE
 from convexdict.tolerance import relative_gap
 
 
+def lam_max_line(lam: float, lam_max: float) -> str:
+    """``lam_max`` and ``lam / lam_max`` for summaries (``lam_max`` nan: not priced)."""
+    if not lam_max == lam_max:
+        return "lam_max not priced (exact pricing out of reach; lam_max_bound bounds it)"
+    ratio = lam / lam_max if lam_max > 0 else float("inf")
+    text = f"lam_max {lam_max:.6g}, lam / lam_max = {ratio:.4g}"
+    if ratio >= 1:
+        text += " (lam >= lam_max: the optimum is the mean alone, K* = 0)"
+    return text
+
+
 @dataclass
 class Certificate:
     """The result of :func:`convexdict.certify`.
@@ -148,12 +159,7 @@ class Certificate:
 
     def lam_line(self) -> str:
         """``lam_max`` and ``lam / lam_max`` in one line, explaining ``K* = 0``."""
-        if not self.lam_max == self.lam_max:  # nan
-            return "lam_max not computed"
-        text = f"lam_max {self.lam_max:.6g}, lam / lam_max = {self.lam_ratio:.4g}"
-        if self.lam >= self.lam_max:
-            text += " (lam >= lam_max: the optimum is the mean alone, K* = 0)"
-        return text
+        return lam_max_line(self.lam, self.lam_max)
 
     def summary(self) -> str:
         """A few human-readable lines."""

@@ -18,7 +18,7 @@ from convexdict_solvers.group_lasso.cvxpy_solve import GroupLassoSolution
 from convexdict_solvers.group_lasso.newton import newton_refine
 from convexdict_solvers.pricing.exact import count_candidates
 
-from convexdict.convex.atoms import AffineFrame, affine_frame
+from convexdict.convex.atoms import AffineFrame
 from convexdict.convex.bounds import dual_certificate
 from convexdict.convex.encoders import encoder_from_hyperplanes
 from convexdict.convex.master import MasterResult, Options
@@ -142,11 +142,13 @@ def _merged(inner: Task, m: Candidate):
                    k=D.shape[0])
 
 
-def verify_candidates(task: Task, units: Units, candidates: list[Candidate], tol: float):
+def verify_candidates(
+    task: Task, units: Units, candidates: list[Candidate], tol: float, frame: AffineFrame
+):
     """Stage 5, in the user's units: verify the refined model; if it does not certify,
     verify the solver's own model too and keep the smaller loss and the larger bound
-    (both are valid). Returns ``(model, dual, R)`` with ``R`` the dual point used."""
-    frame = affine_frame(task.X)
+    (both are valid). ``frame`` is ``affine_frame(task.X)``. Returns ``(model, dual, R)``
+    with ``R`` the dual point used."""
     n = task.X.shape[0]
     n_atoms = count_candidates(n, frame.rank)
     method = "bruteforce" if n_atoms * n <= _BRUTE_VERIFY_LIMIT else "auto"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convexdict._validation import check_matrix
-from convexdict.convex.bounds import joint_bound
+from convexdict.convex.bounds import centred_row_norm_bound, joint_bound
 from convexdict.models.family import Crosscoder, Transcoder, crosscoder_loss, transcoder_loss
 from convexdict.models.sae import SAE, sae_loss
 from convexdict.units import Units
@@ -73,9 +73,7 @@ class Task:
     def lam_max_bound(self) -> float:
         """``sum_groups max_n ||t_n - mean||``: an upper bound on ``lam_max`` at any size
         (``||T_c^T e||`` is a norm of a convex combination of centred rows)."""
-        Tc = self.T - self.T.mean(axis=0)
-        groups = self.groups or [slice(None)]
-        return float(sum(np.linalg.norm(Tc[:, g], axis=1).max() for g in groups))
+        return centred_row_norm_bound(self.T, self.groups)
 
     def padded(self, model, width: int, k: int):
         """``model`` (width ``k``) padded with dead latents to ``width``."""
