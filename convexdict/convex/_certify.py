@@ -190,7 +190,11 @@ def _pipeline(task: Task, opts: Options, start: float, warm_start, starts) -> Ce
     if method == "auto":
         method = "direct" if n_atoms <= 2_000 else "colgen"
     check_size(n, r, n_atoms, method, opts)
-    lam_max = lam_max_internal(inner, frame, r)
+    digest = _data_sha256(task)
+    if warm_start is not None and warm_start.data_sha256 == digest:
+        lam_max = warm_start.lam_max / units.t  # the same data: priced once along a path
+    else:
+        lam_max = lam_max_internal(inner, frame, r)
     if inner.lam >= (lam_max if lam_max == lam_max else inner.lam_max_bound()):
         master = mean_only(inner, frame, opts)  # lam >= lam_max: verified below like any
     else:
@@ -237,7 +241,7 @@ def _pipeline(task: Task, opts: Options, start: float, warm_start, starts) -> Ce
         time_pricing=master.t_pricing,
         time_verify=t_verify,
         search={"budget_exhausted": master.budget},
-        data_sha256=_data_sha256(task),
+        data_sha256=digest,
         frame=user_frame,
     )
     cert = _fit_to_width(cert, task, units, inner, opts, best, starts, master)
