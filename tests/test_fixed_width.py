@@ -282,3 +282,63 @@ def test_small_batches_mix_tree_levels_and_agree() -> None:
         results.append((lower, best.loss))
     (l1, u1), (l2, u2) = results
     assert l1 <= u2 + 1e-12 and l2 <= u1 + 1e-12
+
+
+def test_torch_leaf_batches_match_numpy() -> None:
+    from convexdict_solvers.group_lasso.batched_fista_torch import solve_batch_torch
+
+    rng = np.random.default_rng(3)
+    T = rng.normal(size=(9, 2))
+    E = rng.random(size=(40, 8, 9))
+    E[:, 6:] = 0.0  # padding atoms
+    E[:, :6] /= np.linalg.norm(E[:, :6], axis=2, keepdims=True)
+    options = dict(max_iter=400, check_every=10, stop_above=0.5, stop_below=0.25)
+    ref = solve_batch(E, T, 0.2, **options)
+    dev = solve_batch_torch(E, T, 0.2, device="cpu", **options)
+    np.testing.assert_allclose(dev.lower, ref.lower, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dev.primal, ref.primal, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dev.G, ref.G, rtol=0, atol=1e-10)
+
+
+def test_branch_and_bound_on_a_torch_device_agrees() -> None:
+    from convexdict.fixed_width.search import branch_and_bound
+
+    X = np.random.default_rng(8).normal(size=(6, 2))
+    lam = 0.05
+    wide = cd.certify(X, lam)
+    resid = X - wide.optimum_sae.reconstruct(X)
+    runs = [branch_and_bound(X, lam, 2, lower_floor=wide.lower_bound, wide_residual=resid,
+                             starts=[], tol=1e-4, time_limit=60.0, device=device)
+            for device in (None, "cpu")]
+    for lower, best, stats in runs:
+        assert stats.open_nodes == 0 and best.loss - lower <= 1e-4 * best.loss
+    (l1, b1, _), (l2, b2, _) = runs
+    assert l1 <= b2.loss + 1e-12 and l2 <= b1.loss + 1e-12
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 100_000), m=st.integers(2, 3))
+def test_shared_cone_split_covers_every_sae_up_to_permutation(seed: int, m: int) -> None:
+    # m latents in one pattern's cone, cut at once: every choice of m encoder directions in
+    # the cone lies, after permuting the latents, in one of the m + 1 children.
+    from convexdict.convex.atoms import affine_frame
+    from convexdict.fixed_width import pattern_tree as pt
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(7, 2))
+    prob = pt.Problem(X, 0.1, affine_frame(X))
+    cone = max(prob.cones, key=lambda c: len(c.all_rays))
+    cut = rng.normal(size=prob.Yt.shape[1])
+    children = pt._split_cones(prob, (cone,) * m, 0, cut)
+    assert len(children) <= m + 1
+    for child in children:  # the latents of the group are cut together
+        assert all(len(c.cuts) == len(cone.cuts) + 1 for c in child)
+    weights = rng.random(size=(200, m, len(cone.all_rays)))
+    for w in weights:
+        U = w @ cone.all_rays  # (m, q) directions in the cone
+        n_plus = int(np.sum(U @ cut >= 0))
+        signs = sorted((U @ cut >= 0).tolist(), reverse=True)
+        assert any(
+            all(((c.cuts[-1] @ cut) > 0) == s for c, s in zip(child, signs, strict=True))
+            for child in children
+        ), (n_plus, signs)

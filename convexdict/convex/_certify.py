@@ -143,9 +143,12 @@ def certify(
         loss is not worse than the solver's solution by more than a tenth of ``tol``.
     backend : {"cvxpy", "torch"}
         ``"torch"`` runs column generation on a torch device (FISTA master, torch
-        pricing). Either way the bounds are verified in float64 by exact numpy pricing.
+        pricing) and, with ``width``, the branch and bound's leaf relaxations on it (batched
+        FISTA). Either way the bounds are verified in float64 on the host (exact numpy
+        pricing; the leaves' dual bounds by the numpy check).
     device : str, optional
-        Torch device for ``backend="torch"`` (default: ``"cuda"`` when available).
+        Torch device for ``backend="torch"`` (default: ``"cuda"`` when available; without
+        one, the leaves stay in numpy).
     time_limit : float or None
         Seconds for the whole call (column generation, branch and bound, incumbents);
         None for no limit. On expiry the bounds returned are still valid,
@@ -370,6 +373,7 @@ def _fit_to_width(cert, task, units, inner, opts, best, starts, master) -> Certi
         solver=opts.solver,
         progress=opts.progress,
         k_star=k_star,
+        device=_leaf_device(opts),
     )
     cert.sae = units.model_to_user(sae)
     if cert.sae is not None:
@@ -402,3 +406,15 @@ def certify_width(X: np.ndarray, lam: float, width: int, **kwargs: Any) -> Certi
     (1, True)
     """
     return certify(X, lam, width=width, **kwargs)
+
+
+def _leaf_device(opts: Options) -> str | None:
+    """The torch device of the fixed-width leaf relaxations: the requested device with
+    ``backend="torch"`` (``"cuda"`` when one is present and none is named), else None (numpy)."""
+    if opts.backend != "torch":
+        return None
+    if opts.device is not None:
+        return str(opts.device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else None

@@ -42,6 +42,10 @@ _SCREEN_GRID = np.linspace(0.0, 1.0, 11)
 _TIGHT_FRACTION = 1e-3
 _DUP_TOL = 1e-12
 CLOSED = -2  # tail marker of a node that is finished with its bound
+#: Cut every latent that shares the split latent's cone at once (see :func:`_split_cones`).
+SHARED_SPLIT = True
+#: Leaf relaxations per batch on a torch device.
+DEVICE_BATCH = 4096
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,8 +114,10 @@ class SearchStats:
 class Problem:
     """Data, realizable patterns and each pattern's cone and vertex images."""
 
-    def __init__(self, X: np.ndarray, lam: float, frame: AffineFrame) -> None:
+    def __init__(self, X: np.ndarray, lam: float, frame: AffineFrame,
+                 device: str | None = None) -> None:
         self.X, self.lam, self.frame = X, lam, frame
+        self.device = device  # leaf relaxations on this torch device (None: numpy)
         self.n = X.shape[0]
         self.Yt = lifted(frame.coords(X))
         masks = realizable_patterns(frame.coords(X))
@@ -319,16 +325,24 @@ def _relaxations(
     lowers = np.empty(len(atoms))
     Gs: list[np.ndarray] = [np.empty(0)] * len(atoms)
     order = np.argsort([len(a) for a in atoms], kind="stable")
-    for chunk in np.array_split(order, max(1, int(np.ceil(len(order) / 256)))):
+    solve, chunk_size = solve_batch, 256
+    if prob.device is not None:
+        from functools import partial
+
+        from convexdict_solvers.group_lasso.batched_fista_torch import solve_batch_torch
+
+        # On a device, bigger batches (the bounds are still verified on the host).
+        solve, chunk_size = partial(solve_batch_torch, device=prob.device), DEVICE_BATCH
+    for chunk in np.array_split(order, max(1, int(np.ceil(len(order) / chunk_size)))):
         E = pad([atoms[i] for i in chunk])
-        res = solve_batch(
+        res = solve(
             E, prob.X, prob.lam, max_iter=600, check_every=10, stop_above=threshold,
             stop_below=threshold,
         )
         lower, G = res.lower.copy(), res.G
         again = np.flatnonzero((res.primal >= threshold) & (lower < threshold))
         if again.size:
-            more = solve_batch(
+            more = solve(
                 E[again], prob.X, prob.lam, G0=G[again], max_iter=4000, stop_above=threshold,
                 stop_below=threshold,
             )
@@ -361,18 +375,40 @@ def _split(prob: Problem, node: Node, G: np.ndarray, lower: float, stats: Search
         if cut is None:
             continue
         stats.spatial_splits += 1
-        children = []
-        for w in (cut, -cut):
-            sub = prob.sub_cone(cone, w)
-            if len(sub.E) == 0:
-                continue
-            cones = node.cones[:k] + (sub,) + node.cones[k + 1 :]
-            children.append(Node(lower, cones, -1, node.splits + 1))
-            stats.max_depth = max(stats.max_depth, node.splits + 1)
+        children = [Node(lower, cones, -1, node.splits + 1)
+                    for cones in _split_cones(prob, node.cones, k, cut)]
+        stats.max_depth = max(stats.max_depth, node.splits + 1)
         return children
     # Every cone is a single vertex, so the relaxation is exact: nothing left to branch on.
     # The node is closed with its (valid) bound; a remaining gap is solver accuracy.
     return [Node(lower, node.cones, CLOSED, node.splits)]
+
+
+def _split_cones(prob: Problem, cones: tuple[Cone, ...], k: int, cut: np.ndarray):
+    """The children's cone tuples when latent ``k``'s cone is cut by ``cut . u >= 0``.
+
+    Symmetry breaking between latents that share a cone: latents whose cone is the same
+    object as latent ``k``'s (same pattern, never split apart) are interchangeable, so with
+    ``m`` of them the children are "the first ``i`` of them in the ``+`` half, the other
+    ``m - i`` in the ``-`` half" for ``i = 0..m`` (``m + 1`` children; splitting them one at
+    a time would reach the same ``m + 1`` multisets along ``2^m`` branches). Every SAE of the
+    node is, after permuting those latents (which leaves its loss unchanged), in one child.
+    With :data:`SHARED_SPLIT` off, only latent ``k`` is cut (two children).
+    """
+    cone = cones[k]
+    group = [j for j, c in enumerate(cones) if c is cone] if SHARED_SPLIT else [k]
+    plus, minus = prob.sub_cone(cone, cut), prob.sub_cone(cone, -cut)
+    out = []
+    for i in range(len(group) + 1):
+        if (i and not len(plus.E)) or (i < len(group) and not len(minus.E)):
+            continue
+        new = list(cones)
+        for pos, j in enumerate(group):
+            new[j] = plus if pos < i else minus
+        out.append(tuple(new))
+    if len(group) == 1:
+        out.reverse()  # the + half first, as before
+    return out
 
 
 def _divergent_pair(E: np.ndarray, g: np.ndarray) -> tuple[int, int] | None:

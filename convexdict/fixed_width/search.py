@@ -65,6 +65,9 @@ from convexdict.tolerance import within_tol
 
 #: Boxes of the 2-D joint bound when ``time_limit`` is None (a deterministic budget).
 JOINT_BOXES = 20_000
+#: Share of the time left after the explicit incumbents that the branch and bound gets in
+#: 2-D (the joint bound J_K gets the rest, when the search has not certified).
+BNB_SHARE = 0.6
 
 
 def branch_and_bound(
@@ -81,6 +84,7 @@ def branch_and_bound(
     batch_size: int = 1024,
     solver: str = "clarabel",
     progress: bool = False,
+    device: str | None = None,
 ) -> tuple[float, Incumbent, SearchStats]:
     """The search itself (see the module docstring); :func:`convexdict.certify` wraps it.
 
@@ -109,6 +113,9 @@ def branch_and_bound(
         For polishing incumbents and precise node solves.
     progress : bool
         Show a live display of the bounds.
+    device : str, optional
+        A torch device for the leaf relaxations (batched FISTA in float64 there, bounds
+        verified on the host); None keeps them in numpy.
 
     Returns
     -------
@@ -125,7 +132,7 @@ def branch_and_bound(
     frame = affine_frame(X)
     if frame.rank == 0:
         raise ValueError("The 'X' parameter has identical rows: every width has the same optimum.")
-    prob = Problem(X, lam, frame)
+    prob = Problem(X, lam, frame, device)
     stats = SearchStats(n_patterns=len(prob.cones))
     best = Incumbent(X, lam, width, solver)
     for sae in starts:
@@ -226,6 +233,7 @@ def fixed_width_result(
     solver: str,
     progress: bool,
     k_star: int,
+    device: str | None = None,
 ) -> tuple[SAE | None, float, float, float, bool, str, dict[str, Any]]:
     """Run the search for :func:`convexdict.certify` and phrase its outcome.
 
@@ -254,19 +262,23 @@ def fixed_width_result(
     share = None if time_limit is None else (time_limit if too_many else 0.25 * time_limit)
     found = width_incumbents(X, lam, width, wide=wide_optimum, starts=starts, time_limit=share,
                              solver=solver)
-    # In 2-D, paper A's joint problem at width K gives a width-aware bound (J_K >= P* often).
-    joint = _joint_bound(X, lam, width, found, tol, time_limit, start,
-                         1.0 if too_many else 0.3, wide_lower, progress)
-    wide_lower = max(wide_lower, joint)
     if too_many:
+        # In 2-D, paper A's joint problem at width K gives a width-aware bound (J_K >= P*
+        # often); without a branch and bound it gets the whole remaining budget.
+        joint = _joint_bound(X, lam, width, found.loss, found.sae is not None, tol, time_limit,
+                             start, 1.0, wide_lower, progress)
         sae, lower, upper, gap, ok, message, info = _incumbents_only(
-            X, lam, width, wide_lower, found, n_cells, k_star, tol, start)
+            X, lam, width, max(wide_lower, joint), found, n_cells, k_star, tol, start)
         info["joint_bound"] = joint
         return sae, lower, upper, gap, ok, message, info
     offered = [top_latents(wide_optimum, X, width), *best_subsets(wide_optimum, X, lam, width)]
     offered += [sae for sae in (found.sae, *starts) if sae is not None]
+    # The branch and bound goes first: J_K can close nodes only when it certifies by itself
+    # (a floor below the incumbent's threshold prunes nothing), so it gets the time the
+    # search leaves (BNB_SHARE of the rest in 2-D) and only tightens the bracket.
     remaining = None if time_limit is None else max(time_limit - (time.perf_counter() - start),
                                                     1e-3)
+    share = BNB_SHARE if X.shape[1] == 2 else 1.0
     lower, best, stats = branch_and_bound(
         X,
         lam,
@@ -275,11 +287,16 @@ def fixed_width_result(
         wide_residual=X - wide_optimum.reconstruct(X),
         starts=offered,
         tol=tol,
-        time_limit=remaining,
+        time_limit=None if remaining is None else share * remaining,
         max_nodes=max_nodes,
         solver=solver,
-        progress=progress,
+        progress=progress,    device=device,
     )
+    joint = -np.inf
+    if not within_tol(best.loss, lower, tol):
+        joint = _joint_bound(X, lam, width, best.loss, True, tol, time_limit, start, 1.0,
+                             lower, progress)
+        lower = max(lower, joint)
     upper = best.loss
     gap = upper - lower
     ok = within_tol(upper, lower, tol)
@@ -305,18 +322,19 @@ def fixed_width_result(
     return best.sae, lower, upper, gap, ok, message, info
 
 
-def _joint_bound(X, lam, width, found, tol, time_limit, start, share, floor,
+def _joint_bound(X, lam, width, upper, have_sae, tol, time_limit, start, share, floor,
                  progress) -> float:
-    """The verified J_K bound of :mod:`convexdict.fixed_width.joint_width` (``-inf`` off 2-D)."""
-    if X.shape[1] != 2 or found.sae is None:
+    """The verified J_K bound of :mod:`convexdict.fixed_width.joint_width` (``-inf`` off 2-D),
+    pruned with ``upper`` (the loss of an explicit width-``K`` SAE)."""
+    if X.shape[1] != 2 or not have_sae:
         return -np.inf
     if time_limit is None:  # deterministic (scale-covariant) budget: a fixed box count
-        return joint_width_bound(X, lam, width, found.loss, tol=tol, time_limit=None,
+        return joint_width_bound(X, lam, width, upper, tol=tol, time_limit=None,
                                  max_boxes=JOINT_BOXES, progress=progress).lower
     left = time_limit - (time.perf_counter() - start)
     if left <= 0:
         return -np.inf
-    return joint_width_bound(X, lam, width, found.loss, tol=tol, time_limit=share * left,
+    return joint_width_bound(X, lam, width, upper, tol=tol, time_limit=share * left,
                              floor=floor, progress=progress).lower
 
 

@@ -44,9 +44,34 @@ class BatchBounds:
     b: np.ndarray
 
 
-def _objective(Ec: np.ndarray, Tc: np.ndarray, G: np.ndarray, lam: float) -> np.ndarray:
+def objective_values(Ec: np.ndarray, Tc: np.ndarray, G: np.ndarray, lam: float) -> np.ndarray:
+    """``N`` times the objective of each problem at ``G``.
+
+    Parameters
+    ----------
+    Ec : ndarray of shape (B, N, m)
+        Centred atoms, transposed (:func:`centred_atoms`).
+    Tc : ndarray of shape (N, p)
+        Centred target.
+    G : ndarray of shape (B, m, p)
+    lam : float
+
+    Returns
+    -------
+    ndarray of shape (B,)
+        ``1/2 ||Tc - Ec G||^2 + lam sum_j ||g_j||``.
+    """
     R = Tc[None] - Ec @ G
     return 0.5 * np.einsum("bnp,bnp->b", R, R) + lam * np.linalg.norm(G, axis=2).sum(axis=1)
+
+
+def centred_atoms(E: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The centred target ``Tc (N, p)``, the centred atoms transposed ``Ec (B, N, m)`` and
+    each problem's Lipschitz constant ``L (B,)`` (``||Ec||_2^2``, at least ``1e-12``)."""
+    Tc = T - T.mean(axis=0)
+    Ec = np.transpose(E - E.mean(axis=2, keepdims=True), (0, 2, 1))
+    L = np.maximum(np.linalg.norm(Ec, ord=2, axis=(1, 2)) ** 2, 1e-12)
+    return Tc, Ec, L
 
 
 def dual_lower_bounds(E: np.ndarray, T: np.ndarray, G: np.ndarray, lam: float) -> np.ndarray:
@@ -143,37 +168,32 @@ def solve_batch(
     """
     B, m, n = E.shape
     p = T.shape[1]
-    Tc = T - T.mean(axis=0)
-    Ec = np.transpose(E - E.mean(axis=2, keepdims=True), (0, 2, 1))  # (B, N, m)
-    L = np.linalg.norm(Ec, ord=2, axis=(1, 2)) ** 2
-    L = np.maximum(L, 1e-12)
+    Tc, Ec, L = centred_atoms(E, T)
     G = np.zeros((B, m, p)) if G0 is None else np.array(G0, dtype=np.float64)
     lower = np.full(B, -np.inf)
     primal = np.full(B, np.inf)
+    # The unfinished problems' state, compacted (gathered again only when some finish).
     active = np.arange(B)
-    Y, t = G.copy(), np.ones(B)
+    Ea, EaT, La = Ec, np.transpose(Ec, (0, 2, 1)), L[:, None, None]
+    Ga, Ya, ta = G.copy(), G.copy(), np.ones(B)
     for it in range(1, max_iter + 1):
-        Ea, La = Ec[active], L[active][:, None, None]
-        Ya = Y[active]
-        grad = -np.transpose(Ea, (0, 2, 1)) @ (Tc[None] - Ea @ Ya)
+        grad = -EaT @ (Tc[None] - Ea @ Ya)
         Z = Ya - grad / La
         norms = np.linalg.norm(Z, axis=2, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             shrink = np.where(norms > 0, np.maximum(0.0, 1.0 - (lam / La) / norms), 0.0)
         G_new = shrink * Z
-        G_old = G[active]
         # Gradient-based adaptive restart (O'Donoghue and Candes).
-        restart = np.einsum("bmp,bmp->b", Ya - G_new, G_new - G_old) > 0
-        t_a = np.where(restart, 1.0, t[active])
+        restart = np.einsum("bmp,bmp->b", Ya - G_new, G_new - Ga) > 0
+        t_a = np.where(restart, 1.0, ta)
         t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t_a * t_a))
         beta = np.where(restart, 0.0, (t_a - 1.0) / t_next)[:, None, None]
-        Y[active] = G_new + beta * (G_new - G_old)
-        G[active] = G_new
-        t[active] = t_next
+        Ya = G_new + beta * (G_new - Ga)
+        Ga, ta = G_new, t_next
         if it % check_every and it != max_iter:
             continue
-        Ga = G[active]
-        primal[active] = _objective(Ea, Tc, Ga, lam) / n
+        G[active] = Ga
+        primal[active] = objective_values(Ea, Tc, Ga, lam) / n
         lower[active] = np.maximum(lower[active], dual_lower_bounds(E[active], T, Ga, lam))
         gap = primal[active] - lower[active]
         done = gap <= rtol * np.maximum(1.0, np.abs(primal[active]))
@@ -181,8 +201,11 @@ def solve_batch(
             done |= lower[active] >= stop_above
         if stop_below is not None:
             done |= primal[active] < stop_below
-        active = active[~done]
-        if active.size == 0:
+        if done.all():
             break
+        if done.any():
+            keep = ~done
+            active, Ea, EaT, La = active[keep], Ea[keep], EaT[keep], La[keep]
+            Ga, Ya, ta = Ga[keep], Ya[keep], ta[keep]
     b = T.mean(axis=0)[None] - np.einsum("bmn,bmp->bp", E, G) / n
     return BatchBounds(lower, primal, G, b)
