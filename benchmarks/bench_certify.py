@@ -7,7 +7,7 @@ side by side in one run.
     python benchmarks/bench_certify.py            # the README table
     python benchmarks/bench_certify.py --quick    # a smaller table in seconds
     python benchmarks/bench_certify.py --pricing  # one full exact pricing: new vs legacy kernel
-    python benchmarks/bench_certify.py --issue15 [--baseline DIR]  # the scaling targets
+    python benchmarks/bench_certify.py --issue15 [--baseline DIR] [--master both]  # issue 15
 
 ``--pricing`` times one full exact pricing with the sweep kernel of
 :mod:`convexdict_solvers.pricing._numba_kernel` and the legacy kernel
@@ -22,6 +22,10 @@ time and process CPU time are both shown: on a shared machine CPU time is the st
 split (master, pricing, verification, rest). ``--baseline DIR`` also runs the d = 3,
 N = 360 row with the package tree in ``DIR`` (e.g. ``git archive <commit> solvers
 convexdict | tar -x -C DIR``) in a subprocess, alternating with the current tree.
+``--master`` picks column generation's master for the current tree's rows
+(``convexdict_solvers.colgen.loop.DEFAULT_MASTER``): ``warm`` (the default: FISTA warm
+starts, gap-safe screening, Newton finish), ``clarabel`` (a cold CVXPY solve every round)
+or ``both`` (one row each, run alternately in the same process).
 """
 
 from __future__ import annotations
@@ -184,9 +188,15 @@ print(json.dumps(dict(total=time.perf_counter() - t0, master=c.time_master,
 """
 
 
-def _certify_row(X: np.ndarray, lam: float) -> dict:
-    t0 = time.perf_counter()
-    c = cd.certify(X, lam, method="colgen", time_limit=None)
+def _certify_row(X: np.ndarray, lam: float, master: str = "warm") -> dict:
+    from convexdict_solvers.colgen import loop
+
+    previous, loop.DEFAULT_MASTER = loop.DEFAULT_MASTER, master
+    try:
+        t0 = time.perf_counter()
+        c = cd.certify(X, lam, method="colgen", time_limit=None)
+    finally:
+        loop.DEFAULT_MASTER = previous
     return dict(
         total=time.perf_counter() - t0,
         master=c.time_master,
@@ -230,8 +240,10 @@ def _row_line(label: str, n: int, d: int, row: dict) -> str:
     )
 
 
-def run_issue15(cases, lam_fraction: float, baseline: str | None) -> None:
-    """The issue-15 rows, certified at tol 1e-6, with the stage split (seconds)."""
+def run_issue15(cases, lam_fraction: float, baseline: str | None,
+                masters: tuple[str, ...] = ("warm",)) -> None:
+    """The issue-15 rows, certified at tol 1e-6, with the stage split (seconds); one row
+    per column-generation master in ``masters`` (labelled by the master's name)."""
     print(f"load average at start {_load()} ({os.cpu_count()} cores)")
     header = (
         f"{'tree':>8} {'N':>6} {'d':>2} {'total s':>8} {'master':>8} {'pricing':>9} "
@@ -240,13 +252,17 @@ def run_issue15(cases, lam_fraction: float, baseline: str | None) -> None:
     )
     print(header)
     print("-" * len(header))
+    for master in masters:  # compile the kernels and load the modules before timing
+        small = _issue15_data(30, 3, "clusters")
+        _certify_row(small, lam_fraction * cd.lam_max(small), master)
     for n, d, kind, compare in cases:
         X = _issue15_data(n, d, kind)
         lam = lam_fraction * cd.lam_max(X)
         if compare and baseline:
             _baseline_row(X[:30], lam, baseline)  # compile the baseline's kernel first
             print(_row_line("baseline", n, d, _baseline_row(X, lam, baseline)), flush=True)
-        print(_row_line("new", n, d, _certify_row(X, lam)), flush=True)
+        for master in masters:
+            print(_row_line(master, n, d, _certify_row(X, lam, master)), flush=True)
 
 
 def main() -> None:
@@ -258,6 +274,8 @@ def main() -> None:
     parser.add_argument("--issue15", action="store_true", help="the issue-15 target rows")
     parser.add_argument("--baseline", default=None, help="package tree for the baseline row")
     parser.add_argument("--cases", default=None, help="N,d;N,d;... subset of the rows")
+    parser.add_argument("--master", choices=("warm", "clarabel", "both"), default="warm",
+                        help="column-generation master of the --issue15 rows")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Solution may be inaccurate")
     wanted = None
@@ -268,7 +286,8 @@ def main() -> None:
         return
     if args.issue15:
         rows = [c for c in ISSUE15_CASES if wanted is None or c[:2] in wanted]
-        run_issue15(rows, args.lam_fraction, args.baseline)
+        masters = ("warm", "clarabel") if args.master == "both" else (args.master,)
+        run_issue15(rows, args.lam_fraction, args.baseline, masters)
         return
     if args.path:
         run_path(200, 2, 16)

@@ -260,6 +260,8 @@ def test_solver_failure_gives_an_honest_uncertified_result(rng, monkeypatch):
         raise gl.SolverFailure("clarabel: simulated failure; scs: simulated failure")
 
     monkeypatch.setattr(gl.GroupLassoProblem, "solve", broken)
+    # The cold CVXPY master (the default warm master needs no CVXPY solver).
+    monkeypatch.setattr("convexdict_solvers.colgen.loop.DEFAULT_MASTER", "clarabel")
     X = _blob(rng, n=12)
     lam = 0.3 * cd.lam_max(X)
     cert = cd.certify(X, lam, method="colgen")

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 from convexdict_solvers.dedup import first_unique_rows
 from convexdict_solvers.group_lasso.cvxpy_solve import GroupLassoProblem, GroupLassoSolution
+from convexdict_solvers.group_lasso.warm_master import WarmGroupLasso, splits_columns
 from convexdict_solvers.pricing.exact import EarlyStop, PricingResult
+
+#: The master used when ``column_generation(master=None)``: ``"warm"`` (FISTA warm starts,
+#: gap-safe screening and a Newton finish, :mod:`convexdict_solvers.group_lasso.warm_master`)
+#: or ``"clarabel"`` (a cold CVXPY solve every round). Benchmarks switch it to compare.
+DEFAULT_MASTER = "warm"
+MASTERS = ("warm", "clarabel")
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ def column_generation(
     callback: Callable[[CGRound], None] | None = None,
     stop: Callable[[], bool] | None = None,
     early_stop: bool = False,
+    master: str | None = None,
 ) -> CGResult:
     """Run column generation for (P).
 
@@ -128,6 +136,14 @@ def column_generation(
         Off by default: measured at d = 3, N = 360 it needed 84 rounds instead of 28
         (benchmarks/README.md). Convergence is declared only after a full exact pricing
         either way.
+    master : {"warm", "clarabel"}, optional
+        How each round's restricted group lasso is solved (default
+        :data:`DEFAULT_MASTER`): ``"warm"`` works on the reduced Gram matrices, warm-started
+        from the previous round, until its restricted duality gap is below ``1e-12``
+        relative, and falls back to the cold ``solver`` solve when it does not get there
+        (:class:`~convexdict_solvers.group_lasso.warm_master.WarmGroupLasso`); ``"clarabel"``
+        builds and solves a fresh CVXPY problem with ``solver`` every round. Column
+        groups that do not cover every column always take the cold path.
 
     Atoms whose group is zero in the master solution are dropped from the active set
     (they can be priced back in later), which keeps the master small.
@@ -137,6 +153,12 @@ def column_generation(
     CGResult
     """
     n, p = T.shape
+    master = DEFAULT_MASTER if master is None else master
+    if master not in MASTERS:
+        raise ValueError(f"The 'master' parameter must be one of {MASTERS}. Got {master!r}.")
+    warm = None
+    if master == "warm" and splits_columns(groups, p):
+        warm = WarmGroupLasso(T, groups, solver)
     r1 = None
     if initial is not None and len(initial[1]):
         U, E = initial
@@ -150,7 +172,10 @@ def column_generation(
     solved_U, solved_E = U, E
     for k in range(max_rounds):
         t0 = time.perf_counter()
-        solution = GroupLassoProblem(E, T, groups).solve(lam, solver)
+        if warm is not None:
+            solution = warm.solve(E, lam)
+        else:
+            solution = GroupLassoProblem(E, T, groups).solve(lam, solver)
         solved_U, solved_E = U, E
         t1 = time.perf_counter()
         R = T - solution.b - E.T @ solution.G
