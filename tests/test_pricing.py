@@ -216,3 +216,40 @@ def test_column_generation_with_early_stop_reaches_the_same_optimum(rng):
         results[early] = 0.5 * np.sum(fit**2) + lam * np.linalg.norm(res.solution.G, axis=1).sum()
     assert any(isinstance(part, EarlyStop) for part in calls)
     assert results[True] == pytest.approx(results[False], rel=1e-7)
+
+
+def test_sequential_parts_declare_convergence_only_after_every_part(rng, monkeypatch):
+    """Parts priced one after another: convergence needs all of them priced with one
+    residual (their union is E0), and the optimum equals the one-part loop's."""
+    import convexdict_solvers.colgen.loop as loop
+
+    X = rng.normal(size=(60, 2))
+    Y = affine_frame(X).coords(X)
+    lam = 0.2 * price_sweep(Y, X - X.mean(axis=0)).max_value
+    calls = []
+
+    def price_fn(R, top, part):
+        calls.append((part, R.copy()))
+        return price(Y, R, top=top, part=part)
+
+    def atoms_fn(U):
+        atoms = atoms_from_hyperplanes(Y, U)
+        return atoms.hyperplanes, atoms.E
+
+    values = {}
+    for n_parts, sequential in ((1, False), (5, True), (5, False)):
+        monkeypatch.setattr(loop, "SEQUENTIAL_PARTS", sequential)
+        calls.clear()
+        res = column_generation(X, lam, price_fn=price_fn, atoms_fn=atoms_fn, n_parts=n_parts)
+        assert res.converged
+        if sequential:
+            # The last round priced all five parts with one residual, and nothing else.
+            last = calls[-5:]
+            assert sorted(part[0] for part, _ in last) == list(range(5))
+            assert all(np.array_equal(R, last[0][1]) for _, R in last)
+            assert all(part is not None for part, _ in calls)
+        fit = X - res.solution.b - res.E.T @ res.solution.G
+        values[n_parts, sequential] = (0.5 * np.sum(fit**2)
+                                       + lam * np.linalg.norm(res.solution.G, axis=1).sum())
+    assert values[5, True] == pytest.approx(values[1, False], rel=1e-7)
+    assert values[5, False] == pytest.approx(values[1, False], rel=1e-7)

@@ -25,6 +25,9 @@ from convexdict_solvers.pricing.exact import EarlyStop, PricingResult
 #: or ``"clarabel"`` (a cold CVXPY solve every round). Benchmarks switch it to compare.
 DEFAULT_MASTER = "warm"
 MASTERS = ("warm", "clarabel")
+#: With ``n_parts > 1``, a round whose part holds no violator prices the next parts until one
+#: does (all of them: a full pricing), instead of a full pricing at once.
+SEQUENTIAL_PARTS = True
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,20 @@ def _price_round(price_fn, R, threshold: float, top: int, k: int, n_parts: int,
         # that completes is a full pricing (no partial pass is repeated).
         priced = price_fn(R, top, EarlyStop(threshold, 1, k, 1 / n_parts))
         return priced, priced.method != "partial-sweep", part_index
+    if n_parts > 1 and SEQUENTIAL_PARTS:
+        # Price the parts one after another (from a rotating start) until one holds a
+        # violator. With one residual the parts together are all of E0, so a pass through
+        # every part that finds none is a full exact pricing (its maximum is theirs).
+        best = None
+        for j in range(n_parts):
+            priced = price_fn(R, top, ((part_index + j) % n_parts, n_parts))
+            if best is None or priced.max_value > best.max_value:
+                best = priced
+            if priced.max_value > threshold:
+                return priced, False, part_index + j + 1
+        return best, True, part_index + n_parts
     if n_parts > 1:
-        priced = price_fn(R, top, (part_index, n_parts))
+        priced = price_fn(R, top, (part_index % n_parts, n_parts))
         if priced.max_value > threshold:
             return priced, False, part_index + 1
         part_index += 1  # nothing in this part: a full pricing decides
