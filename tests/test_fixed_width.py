@@ -285,8 +285,6 @@ def test_small_batches_mix_tree_levels_and_agree() -> None:
 
 
 def test_torch_leaf_batches_match_numpy() -> None:
-    from convexdict_solvers.group_lasso.batched_fista_torch import solve_batch_torch
-
     rng = np.random.default_rng(3)
     T = rng.normal(size=(9, 2))
     E = rng.random(size=(40, 8, 9))
@@ -294,7 +292,7 @@ def test_torch_leaf_batches_match_numpy() -> None:
     E[:, :6] /= np.linalg.norm(E[:, :6], axis=2, keepdims=True)
     options = dict(max_iter=400, check_every=10, stop_above=0.5, stop_below=0.25)
     ref = solve_batch(E, T, 0.2, **options)
-    dev = solve_batch_torch(E, T, 0.2, device="cpu", **options)
+    dev = solve_batch(E, T, 0.2, device="cpu", **options)
     np.testing.assert_allclose(dev.lower, ref.lower, rtol=0, atol=1e-12)
     np.testing.assert_allclose(dev.primal, ref.primal, rtol=0, atol=1e-12)
     np.testing.assert_allclose(dev.G, ref.G, rtol=0, atol=1e-10)

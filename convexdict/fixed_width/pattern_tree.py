@@ -12,6 +12,7 @@ that contains every vertex of the node's latents' polytopes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from convexdict_solvers.group_lasso.batched_fista import (
@@ -325,14 +326,9 @@ def _relaxations(
     lowers = np.empty(len(atoms))
     Gs: list[np.ndarray] = [np.empty(0)] * len(atoms)
     order = np.argsort([len(a) for a in atoms], kind="stable")
-    solve, chunk_size = solve_batch, 256
-    if prob.device is not None:
-        from functools import partial
-
-        from convexdict_solvers.group_lasso.batched_fista_torch import solve_batch_torch
-
-        # On a device, bigger batches (the bounds are still verified on the host).
-        solve, chunk_size = partial(solve_batch_torch, device=prob.device), DEVICE_BATCH
+    # On a device, bigger batches (the bounds are still verified on the host).
+    solve = partial(solve_batch, device=prob.device)
+    chunk_size = 256 if prob.device is None else DEVICE_BATCH
     for chunk in np.array_split(order, max(1, int(np.ceil(len(order) / chunk_size)))):
         E = pad([atoms[i] for i in chunk])
         res = solve(

@@ -142,6 +142,7 @@ def solve_batch(
     stop_below: float | None = None,
     stop_above: float | None = None,
     rtol: float = 1e-9,
+    device: str | None = None,
 ) -> BatchBounds:
     """FISTA on a batch of group lassos, with verified lower bounds.
 
@@ -161,6 +162,11 @@ def solve_batch(
         or its primal value is ``< stop_below`` (it cannot).
     rtol : float
         A problem stops once ``primal - lower <= rtol * max(1, |primal|)``.
+    device : str, optional
+        A torch device for the iterations (float64 there; e.g. the fixed-width branch and
+        bound's leaves on a GPU). Every check brings the iterates back to the host, where
+        the primal values and the verified lower bounds are computed by the same numpy
+        code, so a bound never depends on the device. None: numpy throughout.
 
     Returns
     -------
@@ -172,29 +178,20 @@ def solve_batch(
     G = np.zeros((B, m, p)) if G0 is None else np.array(G0, dtype=np.float64)
     lower = np.full(B, -np.inf)
     primal = np.full(B, np.inf)
-    # The unfinished problems' state, compacted (gathered again only when some finish).
+    put, host, where = _backend(device)
+    # The unfinished problems' state, compacted (gathered again only when some finish);
+    # on a device it lives there, and only checks come back to the host.
     active = np.arange(B)
-    Ea, EaT, La = Ec, np.transpose(Ec, (0, 2, 1)), L[:, None, None]
-    Ga, Ya, ta = G.copy(), G.copy(), np.ones(B)
+    Tt, Ea, La = put(Tc), put(Ec), put(L)[:, None, None]
+    Ga, Ya, ta = put(G), put(G), put(np.ones(B))
     for it in range(1, max_iter + 1):
-        grad = -EaT @ (Tc[None] - Ea @ Ya)
-        Z = Ya - grad / La
-        norms = np.linalg.norm(Z, axis=2, keepdims=True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shrink = np.where(norms > 0, np.maximum(0.0, 1.0 - (lam / La) / norms), 0.0)
-        G_new = shrink * Z
-        # Gradient-based adaptive restart (O'Donoghue and Candes).
-        restart = np.einsum("bmp,bmp->b", Ya - G_new, G_new - Ga) > 0
-        t_a = np.where(restart, 1.0, ta)
-        t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t_a * t_a))
-        beta = np.where(restart, 0.0, (t_a - 1.0) / t_next)[:, None, None]
-        Ya = G_new + beta * (G_new - Ga)
-        Ga, ta = G_new, t_next
+        Ga, Ya, ta = _fista_step(Ea, Tt, Ga, Ya, ta, La, lam, where)
         if it % check_every and it != max_iter:
             continue
-        G[active] = Ga
-        primal[active] = objective_values(Ea, Tc, Ga, lam) / n
-        lower[active] = np.maximum(lower[active], dual_lower_bounds(E[active], T, Ga, lam))
+        G_host = host(Ga)
+        G[active] = G_host
+        primal[active] = objective_values(Ec[active], Tc, G_host, lam) / n
+        lower[active] = np.maximum(lower[active], dual_lower_bounds(E[active], T, G_host, lam))
         gap = primal[active] - lower[active]
         done = gap <= rtol * np.maximum(1.0, np.abs(primal[active]))
         if stop_above is not None:
@@ -204,8 +201,39 @@ def solve_batch(
         if done.all():
             break
         if done.any():
-            keep = ~done
-            active, Ea, EaT, La = active[keep], Ea[keep], EaT[keep], La[keep]
-            Ga, Ya, ta = Ga[keep], Ya[keep], ta[keep]
+            active, keep = active[~done], put(~done)
+            Ea, La, Ga, Ya, ta = Ea[keep], La[keep], Ga[keep], Ya[keep], ta[keep]
     b = T.mean(axis=0)[None] - np.einsum("bmn,bmp->bp", E, G) / n
     return BatchBounds(lower, primal, G, b)
+
+
+def _fista_step(Ea, Tc, Ga, Ya, ta, La, lam: float, where):
+    """One FISTA step with gradient-based adaptive restart (O'Donoghue and Candes) on a
+    batch: numpy arrays or torch tensors (``where`` is ``np.where`` or ``torch.where``).
+
+    ``Ea (B, N, m)`` centred atoms, ``Tc (N, p)``, iterates ``Ga, Ya (B, m, p)``, momenta
+    ``ta (B,)``, steps ``1 / La (B, 1, 1)``; returns the next ``(G, Y, t)``.
+    """
+    Z = Ya + (Ea.swapaxes(1, 2) @ (Tc[None] - Ea @ Ya)) / La
+    norms = (Z * Z).sum(axis=2, keepdims=True) ** 0.5
+    shrink = (1.0 - (lam / La) / where(norms > 0, norms, 1.0)).clip(min=0.0)
+    G_new = shrink * (norms > 0) * Z
+    restart = ((Ya - G_new) * (G_new - Ga)).sum(axis=(1, 2)) > 0
+    t_a = where(restart, 1.0, ta)
+    t_next = 0.5 * (1.0 + (1.0 + 4.0 * t_a * t_a) ** 0.5)
+    beta = where(restart, 0.0, (t_a - 1.0) / t_next)[:, None, None]
+    return G_new, G_new + beta * (G_new - Ga), t_next
+
+
+def _backend(device: str | None):
+    """``(put, host, where)`` for numpy (``device=None``) or a torch device (float64)."""
+    if device is None:
+        return np.asarray, np.asarray, np.where
+    import torch
+
+    def put(a):
+        a = np.asarray(a)
+        dtype = torch.bool if a.dtype == bool else torch.float64
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+    return put, lambda t: t.cpu().numpy(), torch.where
