@@ -8,8 +8,10 @@ is smooth, with Hessian ``(Ec Ec^T) kron I_p + lam blockdiag((I - gh gh^T) / ||g
 A few damped Newton steps from an interior-point solution reach machine precision, which
 sharpens both the certificate's gap and the stationarity conditions of the SAE built from
 it. The one Newton implementation is
-:func:`convexdict_solvers.group_lasso.torch_fista.newton_polish`
-(Armijo backtracking, active-set steps); this wrapper runs it in float64 on the CPU and
+:func:`convexdict_solvers.group_lasso.reduced_solve.newton_group` (Armijo backtracking,
+active-set steps), reached through
+:func:`convexdict_solvers.group_lasso.torch_fista.newton_polish`; this wrapper runs it in
+float64 on the CPU and
 keeps the result only when ``f`` decreases, so it is never worse.
 """
 

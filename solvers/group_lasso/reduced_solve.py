@@ -189,13 +189,13 @@ def _smooth(Z: np.ndarray, H: np.ndarray, C: np.ndarray, lam: float) -> float:
                  + lam * np.sqrt(np.einsum("ij,ij->i", Z, Z)).sum())
 
 
-def _newton_group(X: np.ndarray, H: np.ndarray, C: np.ndarray, lam: float,
-                  target: float) -> np.ndarray:
+def newton_group(X: np.ndarray, H: np.ndarray, C: np.ndarray, lam: float,
+                 target: float) -> np.ndarray:
     """Damped Newton for one column group on the rows of ``X (k, s)`` (all nonzero).
 
-    The numpy twin of :func:`convexdict_solvers.group_lasso.torch_fista.newton_polish`'s
-    block step, for the reduced problem's small dense matrices (no torch overhead): on
-    the support the objective is smooth with Hessian ``H kron I + blockdiag(lam / ||x_i||
+    The one Newton implementation of convexdict_solvers (the torch path's
+    :func:`convexdict_solvers.group_lasso.torch_fista.newton_polish` calls it on the host):
+    on the support the objective is smooth with Hessian ``H kron I + blockdiag(lam / ||x_i||
     (I - u_i u_i^T))``; Armijo backtracking; when the step takes a block's radial
     component through zero, that block is zeroed and leaves the support if this lowers
     the objective. Stops when the gradient norm is ``<= target`` or after
@@ -252,7 +252,7 @@ def newton_finish(Q: np.ndarray, C: np.ndarray, G: np.ndarray, lam: float,
     """Newton on the support of ``G (m, p)`` (zero blocks held at zero), per column group.
 
     On a fixed support the reduced problem decouples over column groups. Each pass
-    drops at most one block per damped step (:func:`_newton_group`); passes repeat while
+    drops at most one block per damped step (:func:`newton_group`); passes repeat while
     the support keeps shrinking, so a support that FISTA over-estimated by many
     near-duplicate atoms is pruned in one finish. The caller checks the duality gap: a
     wrong support simply fails that check. Shapes: ``Q (m, m)``, ``C (m, p)``.
@@ -264,7 +264,7 @@ def newton_finish(Q: np.ndarray, C: np.ndarray, G: np.ndarray, lam: float,
         for g in groups:
             rows = np.flatnonzero(np.any(G[:, g] != 0, axis=1))
             if len(rows):
-                G[rows, g] = _newton_group(G[rows, g], Q[np.ix_(rows, rows)], C[rows, g], lam,
+                G[rows, g] = newton_group(G[rows, g], Q[np.ix_(rows, rows)], C[rows, g], lam,
                                            target)
         shrunk, size = np.count_nonzero(G) < size, int(np.count_nonzero(G))
         if not shrunk:

@@ -32,12 +32,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 _EIGH_MAX_ATOMS = 2048
 _POWER_ITERS = 100
 _POLISH_MAX_VARS = 3000
-_NEWTON_STEPS = 10
 _POLISH_EVERY = 100
 _SINGLE_THREAD_WORK = 1 << 22
 
@@ -193,74 +193,27 @@ def smooth_objective(G, H, C, lam: float, groups: GroupStructure | None) -> floa
 def newton_polish(G, H, C, lam: float, groups: GroupStructure, target: float) -> torch.Tensor:
     """Newton's method on the support of ``G`` with the zero blocks held at zero.
 
-    On a fixed support the problem is smooth and decouples over column groups: for group
-    ``g`` with nonzero rows ``S``, minimise ``1/2 <X, H_SS X> - <C_Sg, X> + lam sum ||X_i||``
-    over ``X (|S|, |g|)``, whose Hessian is ``H_SS kron I + blockdiag(lam / ||x_i||
-    (I - x_i x_i^T / ||x_i||^2))``. Damped Newton steps (Armijo backtracking) until the
-    restricted gradient norm is ``<= target``. The caller checks the full optimality
-    residual: a wrong support simply fails that check. Shapes: ``G, C (m, p)``,
-    ``H (m, m)``; returns the polished ``G (m, p)``.
+    On a fixed support the problem is smooth and decouples over column groups; each
+    group's rows are polished by the one Newton implementation,
+    :func:`convexdict_solvers.group_lasso.reduced_solve.newton_group` (damped steps with
+    Armijo backtracking and active-set drops, until the restricted gradient norm is
+    ``<= target``), on the host in float64: the support's matrices are small. The caller
+    checks the full optimality residual: a wrong support simply fails that check. Shapes:
+    ``G, C (m, p)``, ``H (m, m)``; returns the polished ``G (m, p)`` on ``G``'s device.
     """
+    from convexdict_solvers.group_lasso.reduced_solve import newton_group
+
     G = G.clone()
+    Gh, Hh, Ch = (t.detach().cpu().double().numpy() for t in (G, H, C))
     for cols in groups.cols:
-        rows = torch.nonzero(torch.linalg.vector_norm(G[:, cols], dim=1) > 0).flatten()
+        c = cols.cpu().numpy()
+        rows = np.flatnonzero(np.linalg.norm(Gh[:, c], axis=1) > 0)
         if len(rows):
-            X = _newton_block(G[rows][:, cols], H[rows][:, rows], C[rows][:, cols], lam, target)
-            G[rows[:, None], cols[None, :]] = X
+            X = newton_group(Gh[np.ix_(rows, c)], Hh[np.ix_(rows, rows)], Ch[np.ix_(rows, c)],
+                             lam, target)
+            G[torch.as_tensor(rows, device=G.device)[:, None], cols[None, :].to(G.device)] = (
+                torch.as_tensor(X, dtype=G.dtype, device=G.device))
     return G
-
-
-def _newton_block(X, HS, CS, lam: float, target: float) -> torch.Tensor:
-    """Damped Newton on one group's restricted problem, ``X (k, s)`` with nonzero rows.
-
-    When the step takes a block's radial component through zero, the block is set to zero
-    and leaves the support if that lowers the objective (an active-set step): a
-    restricted minimiser at the nonsmooth point ``x_i = 0`` is out of Newton's reach.
-    """
-    X = X.clone()
-    s = X.shape[1]
-    tiny = torch.finfo(X.dtype).tiny
-    eye = torch.eye(s, dtype=X.dtype, device=X.device)
-    active = torch.arange(X.shape[0], device=X.device)
-    steps = 0
-    while len(active) and steps < _NEWTON_STEPS:
-        steps += 1
-        k, Z, Hk = len(active), X[active], HS[active][:, active]
-        norms = torch.clamp_min(torch.linalg.vector_norm(Z, dim=1, keepdim=True), tiny)
-        grad = Hk @ Z - CS[active] + lam * Z / norms
-        if float(torch.linalg.vector_norm(grad)) <= target:
-            break
-        u = Z / norms
-        K = torch.kron(Hk, eye).view(k, s, k, s)
-        diag = torch.arange(k, device=X.device)
-        K[diag, :, diag, :] += (lam / norms)[..., None] * (eye - u[:, :, None] * u[:, None, :])
-        K = K.view(k * s, k * s)
-        K.diagonal().add_(1e-14 * float(K.diagonal().max()))
-        direction = -torch.linalg.solve(K, grad.flatten()).view(k, s)
-        slope = float(torch.sum(grad * direction))
-        if slope >= 0:
-            break
-        f0, a = smooth_objective(Z, Hk, CS[active], lam, None), 1.0
-        # First block whose radial component reaches zero along the step: drop it if the
-        # point with that block zeroed is better (an active-set step).
-        dots = torch.sum(direction * Z, dim=1)
-        cross = torch.where(dots < 0, -torch.sum(Z * Z, dim=1) / dots, torch.inf)
-        j = int(torch.argmin(cross))
-        if float(cross[j]) < 1.0:
-            trial = Z + float(cross[j]) * direction
-            trial[j] = 0.0
-            if smooth_objective(trial, Hk, CS[active], lam, None) < f0:
-                X[active] = trial
-                active = torch.cat([active[:j], active[j + 1 :]])
-                continue
-        while a > 1e-10 and (
-            smooth_objective(Z + a * direction, Hk, CS[active], lam, None) > f0 + 1e-4 * a * slope
-        ):
-            a *= 0.5
-        if a <= 1e-10:
-            break
-        X[active] = Z + a * direction
-    return X
 
 
 def lipschitz_constant(H: torch.Tensor) -> float:
