@@ -4,6 +4,10 @@ Usage::
 
     python benchmarks/bench_trainer.py            # d_in=768, width=16384, batch=4096, float32
     python benchmarks/bench_trainer.py --small    # a quick CPU run with smaller shapes
+    python benchmarks/bench_trainer.py --d-in 256 --width 4096 --batch 1024  # any shape
+
+The SAELens column needs ``pip install -e ".[bench-saelens]"`` (a benchmark-only extra,
+best in its own virtual environment; it is never a runtime dependency).
 
 All rows train the same ReLU SAE on the same in-memory random data (resident on the
 device) with Adam, and time optimiser steps after a warmup, synchronising the device
@@ -90,8 +94,10 @@ def bench_sae_lens(X: np.ndarray, width: int, batch: int, steps: int, warmup: in
     opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
     data = torch.from_numpy(X).to(device)
     names = {f.name for f in dataclasses.fields(TrainStepInput)}
+    # Every field any SAELens 6.x TrainStepInput has had; only those it declares are passed
+    # (is_logging_step is required from 6.54 on).
     extra = {"coefficients": {"l1": 1e-3}, "dead_neuron_mask": None, "n_training_steps": 0,
-             "current_l1_coefficient": 1e-3}
+             "current_l1_coefficient": 1e-3, "is_logging_step": False}
 
     def step() -> None:
         x = data[torch.randint(0, data.shape[0], (batch,), device=device)]
@@ -115,12 +121,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true",
                         help="d_in=64, width=1024, batch=256 (a quick CPU run)")
+    parser.add_argument("--d-in", type=int, default=None, help="input dimension")
+    parser.add_argument("--width", type=int, default=None, help="latents")
+    parser.add_argument("--batch", type=int, default=None, help="batch size")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=None, help="timed steps")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median shown)")
     args = parser.parse_args()
     d, width, batch = (64, 1024, 256) if args.small else (768, 16384, 4096)
+    d, width, batch = args.d_in or d, args.width or width, args.batch or batch
     steps = args.steps or (60 if args.small else 40)
     device = resolve_device(args.device)
     X = np.random.default_rng(0).normal(size=(8 * batch, d)).astype(np.float32)

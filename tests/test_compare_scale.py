@@ -221,3 +221,59 @@ def test_cli_compare_and_polish_on_a_memmap(rng, tmp_path, capsys):
     assert cd.SAE.load(str(tmp_path / "pol")).width == 24
     assert main(["polish", sae, acts, "--lam", "0.2", "--out", acts]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_streamed_sums_match_their_definitions(rng):
+    """The sliced, fused pass against the formulas: the Gram from its upper blocks, the
+    atom and encoder-gradient sums derived from Z^T R and gZ^T X less the pairs below the
+    activity threshold, and the encoder block's starting gradient bit for bit."""
+    from convexdict_solvers.blocks.torch_encoder import gradient_pass
+
+    from convexdict.analysis.diagnostics import ACTIVE_RTOL
+    from convexdict.analysis.streaming import encoder_start
+
+    X = sparse_data(rng, 90, 6)
+    sae = random_sae(rng, 6, 9, scale=0.5)
+    W_enc, b_enc, W_dec = sae.W_enc.copy(), sae.b_enc.copy(), sae.W_dec.copy()
+    W_enc[:, 0], b_enc[0], W_dec[1] = 0.0, 1e-12, 0.0  # codes below the threshold; no atom
+    sae = cd.SAE(W_enc, b_enc, W_dec, sae.b_dec)
+    mom = moments(X, 7, "cpu", torch.float64)
+    p = sae_tensors(sae, "cpu", torch.float64)
+    sums = sae_pass(X, p, LAM, mom=mom, rows=7, gram=True, **CPU)
+    Z = sae.encode(X)
+    R = X - Z @ sae.W_dec - sae.b_dec
+    norms = np.linalg.norm(sae.W_dec, axis=1)
+    active = Z * norms > ACTIVE_RTOL * mom.scale
+    assert (Z[:, 0] > 0).all() and not active[:, 0].any()
+    z = np.where(active, Z * norms, 0.0)
+    g = np.where(active, LAM - R @ (sae.W_dec / np.where(norms > 0, norms, 1.0)[:, None]).T, 0.0)
+    np.testing.assert_allclose(sums.ZtZ.numpy(), Z.T @ Z, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sums.atom.numpy(), z.T @ R, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(sums.enc_grad.numpy(), np.c_[g.T @ X, g.sum(0)], rtol=1e-10,
+                               atol=1e-10)
+    assert sums.l0 == active.sum() and (sums.fires.numpy() == active.sum(0)).all()
+    loss, gW, gb = gradient_pass(X, p, LAM, 7, "cpu", torch.float64)
+    start = encoder_start(sums, len(X), torch.float64)
+    assert start[0] == loss and torch.equal(start[1], gW) and torch.equal(start[2], gb)
+
+
+def test_polish_after_compare_reuses_its_decoder_block(rng, monkeypatch):
+    from convexdict.analysis import blocks
+
+    X = sparse_data(rng, 200, 6)
+    sae = random_sae(rng, 6, 10, scale=0.3)
+    opts = {"device": "cpu", "batch_size": 64}
+    alone = polish_at_scale(sae, X, LAM, rounds=1, **opts)
+    blocks._LAST_DECODER.clear()
+    calls = []
+    solve = blocks.solve_decoder_block
+    monkeypatch.setattr(blocks, "solve_decoder_block",
+                        lambda *a, **k: calls.append(1) or solve(*a, **k))
+    compare_streamed(sae, X, LAM, **opts)
+    after = polish_at_scale(sae, X, LAM, rounds=1, **opts)
+    assert len(calls) == 1
+    assert [s.loss for s in after.steps] == [s.loss for s in alone.steps]
+    assert np.array_equal(after.sae.W_enc, alone.sae.W_enc)
+    assert np.array_equal(after.sae.W_dec, alone.sae.W_dec)
+    polish_at_scale(sae, X + 1e-3, LAM, rounds=1, **opts)  # other data: solved again
+    assert len(calls) == 2

@@ -139,8 +139,10 @@ def compare(
         than the tolerance makes the verdict ``spurious_partial_minimum`` (``better_sae``).
     **options
         For the streamed path: ``device``, ``dtype``, ``batch_size``, ``max_samples``,
-        ``seed``, ``blocks``, ``encoder_iters``, ``progress`` (see
-        :func:`~convexdict.analysis.scale_compare.compare_streamed`).
+        ``seed``, ``blocks``, ``encoder_iters``, ``progress``, and ``incumbents=True``
+        (with ``incumbent_time``, ``incumbent_restarts``, ``incumbent_steps``) to search
+        explicit width-``K`` SAEs that could beat ``sae``: off by default, as they train
+        SAEs (see :func:`~convexdict.analysis.scale_compare.compare_streamed`).
 
     Returns
     -------

@@ -18,10 +18,16 @@ activations in one program. Here the same two blocks run on data streamed in chu
 
 Both return the input SAE when the recomputed loss did not go down, so a step never
 raises the loss.
+
+The last decoder block solved is remembered by the SHA-256 of the SAE's weights and of
+the data (with ``lam``, the solver settings, device, dtype and chunk size), so
+:func:`polish_at_scale` after :func:`convexdict.compare` on the same SAE and data takes
+compare's decoder block as it is instead of solving it again (same numbers, bit for bit).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +43,7 @@ from convexdict.analysis.streaming import (
     PassSums,
     chunk_rows,
     decoder_dual,
+    encoder_start,
     moments,
     open_samples,
     resolve_device,
@@ -69,6 +76,10 @@ class BlockResult:
     iterations : int
     converged : bool
         The solver met its own stopping rule (duality gap, or no further descent).
+    sums : PassSums, optional
+        A pass of ``sae`` (the returned SAE) with its encoder gradient, when the block made
+        one (the decoder block's verification pass with ``gradient=True``): the encoder
+        block then starts from it.
     """
 
     sae: SAE
@@ -78,6 +89,7 @@ class BlockResult:
     bound: float
     iterations: int
     converged: bool
+    sums: PassSums | None = None
 
 
 def _loss(sums: PassSums, n: int) -> float:
@@ -91,6 +103,29 @@ def _to_sae(p: SAETensors) -> SAE:
     return SAE(a(p.W_enc), a(p.b_enc), a(p.W_dec), a(p.b_dec))
 
 
+def _digest(X: Any, rows: int) -> str | None:
+    """SHA-256 of the shape, dtype and bytes of a numpy ``X`` (read in chunks); ``None``
+    for anything else (tensors are not remembered)."""
+    if not isinstance(X, np.ndarray):
+        return None
+    h = hashlib.sha256(f"{X.shape}|{X.dtype.str}".encode())
+    for start in range(0, X.shape[0], rows):
+        h.update(np.ascontiguousarray(X[start : start + rows]))
+    return h.hexdigest()
+
+
+def _sae_digest(sae: SAE) -> str:
+    h = hashlib.sha256()
+    for a in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec):
+        h.update(f"{a.shape}".encode())
+        h.update(np.ascontiguousarray(a))
+    return h.hexdigest()
+
+
+# (key, BlockResult) of the last decoder block solved (module docstring).
+_LAST_DECODER: list = []
+
+
 def decoder_block(
     sae: SAE,
     X: Any,
@@ -102,6 +137,7 @@ def decoder_block(
     dtype: torch.dtype,
     sums: PassSums | None = None,
     settings: FistaSettings = DECODER_SETTINGS,
+    gradient: bool = False,
 ) -> BlockResult:
     """Solve the decoder block of ``sae`` (codes fixed) and verify it on the data.
 
@@ -118,11 +154,29 @@ def decoder_block(
     sums : PassSums, optional
         A pass of ``sae`` with ``gram=True`` (computed here when omitted).
     settings : FistaSettings
+    gradient : bool
+        Accumulate the encoder gradient of the candidate in the verification pass and
+        return that pass as ``BlockResult.sums`` (for an encoder block that follows).
 
     Returns
     -------
     BlockResult
     """
+    key = _digest(X, rows)
+    if key is not None:
+        key = (key, _sae_digest(sae), float(lam), settings, rows, str(device), str(dtype))
+        if _LAST_DECODER and _LAST_DECODER[0] == key:
+            return _LAST_DECODER[1]
+    res = _solve_decoder(sae, X, lam, mom=mom, rows=rows, device=device, dtype=dtype,
+                         sums=sums, settings=settings, gradient=gradient)
+    _LAST_DECODER[:] = [] if key is None else [key, res]
+    return res
+
+
+def _solve_decoder(sae: SAE, X: Any, lam: float, *, mom: Moments, rows: int, device: Any,
+                   dtype: torch.dtype, sums: PassSums | None, settings: FistaSettings,
+                   gradient: bool) -> BlockResult:
+    """:func:`decoder_block` without the memory of the last block."""
     p = sae_tensors(sae, device, dtype)
     if sums is None or sums.ZtZ is None:
         sums = sae_pass(X, p, lam, mom=mom, rows=rows, device=device, dtype=dtype,
@@ -137,13 +191,22 @@ def decoder_block(
     W = torch.where((sums.zsum > 0)[:, None], sol.W, W0)  # latents that never fire keep theirs
     cand = SAE(sae.W_enc, sae.b_enc, W.cpu().numpy(), sol.b.cpu().numpy())
     check = sae_pass(X, sae_tensors(cand, device, dtype), lam, mom=mom, rows=rows,
-                     device=device, dtype=dtype, stationarity=False)
+                     device=device, dtype=dtype, stationarity=False, gradient=gradient)
     loss1 = _loss(check, n)
     lower = max(decoder_dual(sums, mom, lam), decoder_dual(check, mom, lam))
     bound = max(loss0 - lower, 0.0)
     if loss1 < loss0:
-        return BlockResult(cand, loss0, loss1, loss0 - loss1, bound, sol.n_iter, sol.converged)
-    return BlockResult(sae, loss0, loss0, 0.0, bound, sol.n_iter, sol.converged)
+        return BlockResult(cand, loss0, loss1, loss0 - loss1, bound, sol.n_iter, sol.converged,
+                           _descent_sums(check))
+    return BlockResult(sae, loss0, loss0, 0.0, bound, sol.n_iter, sol.converged,
+                       _descent_sums(sums))
+
+
+def _descent_sums(sums: PassSums) -> PassSums | None:
+    """What an encoder block needs of a pass (loss terms and gradient), when it has them."""
+    if sums.gW is None:
+        return None
+    return PassSums(recon=sums.recon, penalty=sums.penalty, gW=sums.gW, gb=sums.gb)
 
 
 def encoder_block(
@@ -156,6 +219,7 @@ def encoder_block(
     dtype: torch.dtype,
     iters: int = 3,
     bound: float = float("nan"),
+    sums: PassSums | None = None,
 ) -> BlockResult:
     """Descend on the encoder block of ``sae`` (decoder and pattern fixed).
 
@@ -171,13 +235,18 @@ def encoder_block(
     bound : float
         The upper bound on the block's improvement, when the caller has one
         (:func:`encoder_gain_bound`); reported as it is.
+    sums : PassSums, optional
+        A pass of ``sae`` with its encoder gradient (``stationarity`` or ``gradient``):
+        the descent starts from it instead of making its own first gradient pass.
 
     Returns
     -------
     BlockResult
     """
     p = sae_tensors(sae, device, dtype)
-    res = encoder_descent(X, p, lam, iters=iters, rows=rows, device=device, dtype=dtype)
+    start = None if sums is None or sums.gW is None else encoder_start(sums, X.shape[0], dtype)
+    res = encoder_descent(X, p, lam, iters=iters, rows=rows, device=device, dtype=dtype,
+                          start=start)
     loss0, loss1 = res.losses[0], res.losses[-1]
     steps = len(res.losses) - 1
     if loss1 < loss0:
@@ -242,14 +311,14 @@ def polish_streamed(
     steps: list[PolishStep] = []
     for r in range(1, rounds + 1):
         dec = decoder_block(current, X, lam, mom=mom, rows=rows, device=device, dtype=dtype,
-                            settings=settings)
+                            settings=settings, gradient=encoder_iters > 0)
         if not steps:
             steps.append(PolishStep(0, "start", dec.loss_before, 0.0, float("nan")))
         steps.append(PolishStep(r, "decoder", dec.loss_after, dec.improvement, dec.bound))
         if log is not None:
             log(steps[-1])
         enc = encoder_block(dec.sae, X, lam, rows=rows, device=device, dtype=dtype,
-                            iters=encoder_iters)
+                            iters=encoder_iters, sums=dec.sums)
         steps.append(PolishStep(r, "encoder", enc.loss_after, enc.improvement, math.nan))
         if log is not None:
             log(steps[-1])
@@ -295,6 +364,10 @@ def polish_at_scale(
     log: Any = None,
 ) -> PolishResult:
     """Polish ``sae`` by alternating the two convex blocks on data streamed in chunks.
+
+    Right after :func:`convexdict.compare` of the same SAE on the same data (same
+    ``lam``, device, dtype and chunk size), the first decoder block is compare's, not
+    solved again (module docstring).
 
     Parameters
     ----------

@@ -203,6 +203,11 @@ class Comparison:
         :func:`convexdict.fixed_width.width_incumbents.width_incumbents`); None otherwise.
     better_loss : float
         ``sae_loss(better_sae, X, lam)`` (nan when ``better_sae`` is None).
+    incumbents : dict or None
+        Streamed path with ``incumbents=True``: what the width-``K`` search
+        (:mod:`convexdict.analysis.scale_incumbents`) found: ``polished_loss`` (the SAE
+        polished), ``best_loss`` and ``best_source`` (the best restart), ``restart_losses``,
+        ``seconds``, ``out_of_time``; None when it did not run.
 
     Below ``K*`` (or with a fixed-width certificate) ``[lower_bound, optimum_loss]`` is the
     **bracket** of the width-``K`` optimum: ``optimum_loss`` is then the best loss of an
@@ -245,6 +250,7 @@ class Comparison:
     better_sae: SAE | None = None
     better_loss: float = float("nan")
     lam_max: float = float("nan")
+    incumbents: dict[str, Any] | None = None
 
     def lam_line(self) -> str:
         """``lam_max`` and ``lam / lam_max`` (the mean alone is optimal when ``>= 1``)."""
@@ -285,6 +291,12 @@ class Comparison:
         if self.better_sae is not None:
             lines.append(f"better explicit SAE: width {self.better_sae.width}, loss "
                          f"{self.better_loss:.10g} (recomputed from its weights)")
+        if self.incumbents is not None:
+            inc = self.incumbents
+            lines.append(f"width-{self.width} incumbents: polished SAE {inc['polished_loss']:.10g}"
+                         f", best of {len(inc['restart_losses'])} restarts "
+                         f"{inc['best_loss']:.10g} in {inc['seconds']:.1f} s"
+                         + (" (out of time)" if inc["out_of_time"] else ""))
         for match in (self.decoder_matching, self.activation_matching):
             if match is not None:
                 lines.append(

@@ -8,8 +8,9 @@ here one row block at a time on a torch device, so ``X`` is never loaded whole:
 * :func:`sae_pass`: one pass that returns the canonical loss terms, firing counts, the
   quantities of the decoder block's dual (``Z^T R``, ``<R, X>``, ``||R||^2``), paper A's
   stationarity sums and the per-sample relaxation bound of the encoder block
-  (docs/theory.md, "Bounds for the two convex blocks"), and optionally the Gram matrices
-  ``Z^T Z`` and ``Z^T X`` of the decoder block.
+  (docs/theory.md, "Bounds for the two convex blocks"), the encoder block's gradient (so
+  its descent starts without a pass of its own), and optionally the Gram matrices
+  ``Z^T Z`` and ``Z^T X`` of the decoder block (``Z^T Z`` by its upper blocks only).
 
 The definitions are those of :mod:`convexdict.models.sae` and :mod:`convexdict.analysis.diagnostics`
 (active = ``Z[n, k] ||W_dec[k]|| > ACTIVE_RTOL * scale``); in float64 the streamed
@@ -25,8 +26,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from convexdict_solvers.blocks.torch_decoder import row_blocks, t_matmul
-from convexdict_solvers.blocks.torch_encoder import SAETensors
+from convexdict_solvers.blocks.torch_decoder import (
+    add_gram,
+    mirror_gram,
+    row_blocks,
+    row_slices,
+    t_matmul,
+)
+from convexdict_solvers.blocks.torch_encoder import SAETensors, chunk_gradient, chunk_terms
 from convexdict_solvers.duality import best_on_ray, feasible_scale
 
 from convexdict._validation import check_int
@@ -156,7 +163,10 @@ class PassSums:
     ``rr = ||R||^2``, ``ZtR = Z^T R``, ``fires[k]`` = samples where ``k`` is active,
     ``l0`` = active pairs; with ``stationarity``: ``code_max``, ``code_fail``,
     ``zunit = sum_n z_nk``, ``atom = z^T R`` (unit codes ``z``), ``enc_grad`` and
-    ``enc_lower`` (the encoder relaxation's dual value); with ``gram``: ``ZtZ``, ``ZtX``.
+    ``enc_lower`` (the encoder relaxation's dual value); with ``stationarity`` or
+    ``gradient``: ``gW = gZ^T X (K, d)`` and ``gb = gZ^T 1``, the encoder block's gradient
+    times ``N`` (:func:`convexdict_solvers.blocks.torch_encoder.chunk_gradient`); with
+    ``gram``: ``ZtZ``, ``ZtX``.
     """
 
     recon: float = 0.0
@@ -177,6 +187,16 @@ class PassSums:
     enc_grad: Any = None
     ZtZ: Any = None
     ZtX: Any = None
+    gW: Any = None
+    gb: Any = None
+
+
+def encoder_start(sums: PassSums, n: int, dtype) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """``(loss, gW, gb)`` of the pass's SAE as
+    :func:`convexdict_solvers.blocks.torch_encoder.gradient_pass` returns them (the same
+    chunk sums, so the same bits), for ``encoder_descent(start=...)``."""
+    return ((sums.recon + sums.penalty) / n, (sums.gW.T / n).to(dtype),
+            (sums.gb / n).to(dtype))
 
 
 def _add(sums: PassSums, name: str, value: torch.Tensor) -> None:
@@ -184,34 +204,51 @@ def _add(sums: PassSums, name: str, value: torch.Tensor) -> None:
     setattr(sums, name, value.double() if current is None else current + value.double())
 
 
-def _chunk_stationarity(sums: PassSums, Xb, P, Z, R, p: SAETensors, lam: float,
-                        threshold: float, code_tol: float) -> None:
-    """Paper A's sums and the encoder relaxation bound for one chunk."""
-    norms = torch.linalg.vector_norm(p.W_dec, dim=1)
+def _slice_sums(sums: PassSums, Xb, Z, R, RW, p: SAETensors, norms, lam: float,
+                threshold: float, code_tol: float, low: list) -> int | None:
+    """The elementwise sums of one chunk, over row slices (so they run in cache).
+
+    Always ``fires``; with ``RW = R W_dec^T`` (stationarity): the code condition, ``zunit``,
+    the encoder relaxation bound, and in ``low`` the sums over the pairs in the pattern
+    whose code is below the activity threshold (``atom`` and ``enc_grad`` are then
+    ``Z^T R`` and the gradient sums less these, see :func:`sae_pass`). Returns
+    ``nnz(Z)`` on the CPU (for :func:`t_matmul`), else ``None``.
+    """
     has_dir = norms > 0
-    dhat = p.W_dec / torch.where(has_dir, norms, torch.ones_like(norms))[:, None]
-    zeros = torch.zeros((), dtype=Z.dtype, device=Z.device)
-    zn = Z * norms
-    active = zn > threshold
-    z = torch.where(active, zn, zeros)
-    proj = R @ dhat.T
-    per = torch.where(active, (proj - lam).abs(), torch.clamp_min(proj - lam, 0.0))
-    m = per.max(0).values.double()
-    sums.code_max = m if sums.code_max is None else torch.maximum(sums.code_max, m)
-    _add(sums, "code_fail", (per > code_tol * lam).sum(0))
-    _add(sums, "zunit", z.sum(0))
-    _add(sums, "atom", t_matmul(z, R))
-    g = torch.where(active, lam - proj, zeros)
-    _add(sums, "enc_grad", torch.cat([t_matmul(g, Xb), g.sum(0)[:, None]], dim=1))
-    # Encoder block relaxation (codes free on the pattern S): per-sample dual values.
-    on = (P > 0) & has_dir
-    mx = torch.where(on, proj, torch.full_like(proj, -float("inf"))).max(1).values
-    y = Xb - p.b_dec
-    a = (R * y).sum(1, dtype=torch.float64)
-    q = (R * R).sum(1, dtype=torch.float64)
-    value, _ = best_on_ray(a.cpu().numpy(), q.cpu().numpy(),
-                           feasible_scale(lam, mx.double().cpu().numpy()))
-    sums.enc_lower += float(value.sum())
+    safe = torch.where(has_dir, norms, torch.ones_like(norms))
+    nnz = 0 if Z.device.type == "cpu" else None
+    mx = []
+    for sl in row_slices(Z.shape[0], Z.shape[1], Z.device):
+        zn = Z[sl] * norms
+        active = zn > threshold
+        _add(sums, "fires", active.sum(0))
+        S = Z[sl] > 0
+        if nnz is not None:
+            nnz += int(S.sum())
+        if RW is None:
+            continue
+        proj = RW[sl] / safe  # R dhat^T
+        u = proj - lam
+        per = torch.where(active, u.abs(), u.clamp_min_(0.0))
+        m = per.max(0).values.double()
+        sums.code_max = m if sums.code_max is None else torch.maximum(sums.code_max, m)
+        _add(sums, "code_fail", (per > code_tol * lam).sum(0))
+        _add(sums, "zunit", zn.masked_fill_(~active, 0.0).sum(0))
+        S &= has_dir
+        below = S & ~active
+        if bool(below.any()):
+            g = (lam - proj).masked_fill_(~below, 0.0)
+            low[0] += t_matmul(Z[sl].masked_fill(~below, 0.0), R[sl]).double()
+            low[1] += torch.cat([t_matmul(g, Xb[sl]), g.sum(0)[:, None]], dim=1).double()
+        mx.append(proj.masked_fill_(~S, -float("inf")).max(1).values)
+    if RW is not None:
+        # Encoder block relaxation (codes free on the pattern S): per-sample dual values.
+        a = (R * (Xb - p.b_dec)).sum(1, dtype=torch.float64)
+        q = (R * R).sum(1, dtype=torch.float64)
+        value, _ = best_on_ray(a.cpu().numpy(), q.cpu().numpy(),
+                               feasible_scale(lam, torch.cat(mx).double().cpu().numpy()))
+        sums.enc_lower += float(value.sum())
+    return nnz
 
 
 def sae_pass(
@@ -225,6 +262,7 @@ def sae_pass(
     dtype,
     stationarity: bool = True,
     gram: bool = False,
+    gradient: bool = False,
     code_tol: float = CODE_RTOL,
     progress: Any = None,
 ) -> PassSums:
@@ -241,6 +279,8 @@ def sae_pass(
     device, dtype
     stationarity, gram : bool
         Accumulate paper A's sums / the decoder block's Gram matrices.
+    gradient : bool
+        Accumulate the encoder block's gradient (always done with ``stationarity``).
     code_tol : float
         Relative threshold of the code-condition failure count.
     progress : callable, optional
@@ -251,31 +291,48 @@ def sae_pass(
     PassSums
     """
     sums = PassSums()
+    K, d = p.W_dec.shape
     norms = torch.linalg.vector_norm(p.W_dec, dim=1)
     threshold = ACTIVE_RTOL * (mom.scale if mom.scale > 0 else 1.0)
+    if gram:
+        sums.ZtZ = torch.zeros((K, K), dtype=torch.float64, device=device)
+    # Sums over the pairs (n, k) with 0 < Z[n, k] ||W_dec[k]|| <= threshold (rare): the
+    # atom sums z^T R and paper A's encoder gradient are Z^T R and gZ^T (X, 1) less these.
+    low = [torch.zeros((K, n), dtype=torch.float64, device=device)
+           for n in ((d, d + 1) if stationarity else ())]
     for Xb in row_blocks(X, rows, device, dtype):
-        P = torch.addmm(p.b_enc, Xb, p.W_enc)
-        Z = torch.clamp_min(P, 0.0)
+        Z = torch.addmm(p.b_enc, Xb, p.W_enc).clamp_min_(0.0)  # S = (Z > 0)
         R = Xb - torch.addmm(p.b_dec, Z, p.W_dec)
-        sums.recon += 0.5 * float((R * R).sum(dtype=torch.float64))
-        zs = Z.sum(0, dtype=torch.float64)
-        sums.penalty += lam * float(zs @ norms.double())
+        recon, penalty, zs = chunk_terms(R, Z, norms, lam)
+        sums.recon += recon
+        sums.penalty += penalty
         sums.l1 += float(zs.sum())
         sums.rx += float((R * Xb).sum(dtype=torch.float64))
         sums.rr += float((R * R).sum(dtype=torch.float64))
         _add(sums, "zsum", zs)
         _add(sums, "rsum", R.sum(0, dtype=torch.float64))
-        _add(sums, "ZtR", t_matmul(Z, R))
-        active = Z * norms > threshold
-        _add(sums, "fires", active.sum(0))
-        sums.l0 += float(active.sum())
-        if stationarity:
-            _chunk_stationarity(sums, Xb, P, Z, R, p, lam, threshold, code_tol)
+        RW = R @ p.W_dec.T if stationarity or gradient else None
+        nnz = _slice_sums(sums, Xb, Z, R, RW if stationarity else None, p, norms, lam,
+                          threshold, code_tol, low)
+        _add(sums, "ZtR", t_matmul(Z, R, nnz=nnz))
+        if RW is not None:
+            _, gx, g1 = chunk_gradient(Xb, Z, RW, norms, lam)
+            _add(sums, "gW", gx)
+            _add(sums, "gb", g1)
         if gram:
-            _add(sums, "ZtZ", t_matmul(Z, Z))
-            _add(sums, "ZtX", t_matmul(Z, Xb))
+            add_gram(sums.ZtZ, Z)
+            _add(sums, "ZtX", t_matmul(Z, Xb, nnz=nnz))
         if progress is not None:
             progress(Xb.shape[0])
+    sums.l0 = float(sums.fires.sum())
+    if gram:
+        mirror_gram(sums.ZtZ)
+    if stationarity:
+        has_dir = (norms > 0)[:, None]
+        sums.atom = norms.double()[:, None] * (sums.ZtR - low[0])
+        grad = torch.cat([sums.gW, sums.gb[:, None]], dim=1)
+        sums.enc_grad = torch.where(has_dir, grad / torch.where(has_dir, norms[:, None], 1.0)
+                                    .double() - low[1], 0.0)
     return sums
 
 

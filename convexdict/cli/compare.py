@@ -45,6 +45,21 @@ def register(subparsers: Any) -> None:
                    help="compare without a certificate on streamed data even when exact "
                    "pricing is in reach (automatic when it is not)")
     add_scale_flags(p)
+    p.add_argument("--incumbents", action="store_true",
+                   help="streamed path: also search explicit width-K SAEs that could beat "
+                   "this one (the SAE polished, and seeded training runs at its width, each "
+                   "polished; losses recomputed in float64 over all of DATA); one that beats "
+                   "it by more than the tolerance is reported and makes the verdict "
+                   "spurious_partial_minimum when no block improves. Off by default: it "
+                   "trains SAEs. The certificate path always searches them below K*")
+    p.add_argument("--incumbent-time", type=float, default=None, metavar="SECONDS",
+                   help="time budget of that search (default: no limit, the fixed work of "
+                   "--incumbent-restarts runs of --incumbent-steps steps); on the certificate "
+                   "path, the budget of its width-K incumbents")
+    p.add_argument("--incumbent-restarts", type=int, default=3,
+                   help="seeded training runs of --incumbents (seeds --seed, --seed + 1, ...)")
+    p.add_argument("--incumbent-steps", type=int, default=1000,
+                   help="Adam steps per training run of --incumbents")
     p.set_defaults(func=run)
 
 
@@ -64,12 +79,16 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from convexdict._validation import check_positive
+    from convexdict._validation import check_int, check_positive
     from convexdict.data.datasets import load_data
     from convexdict.models.sae import SAE
 
     lam = check_positive("lam", args.lam)
     tol = check_positive("tol", args.tol)
+    if args.incumbent_time is not None:
+        check_positive("incumbent_time", args.incumbent_time)
+    check_int("incumbent_restarts", args.incumbent_restarts, minimum=0)
+    check_int("incumbent_steps", args.incumbent_steps, minimum=1)
     check_output_file(args.json, "--json")
     check_output_dir(args.plots, "--plots")
     if not Path(args.sae_path).exists():
@@ -89,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     from convexdict.convex._certify import certify
 
     cert = certify(X, lam, solver=args.solver, progress=True)
-    cmp = compare(sae, X, lam, cert, tol=tol)
+    cmp = compare(sae, X, lam, cert, tol=tol, **({} if args.incumbent_time is None else
+                                                 {"search_time": args.incumbent_time}))
     console = Console()
     console.print(comparison_table(cmp, title=f"convexdict compare {escape(args.sae_path)}"))
     say(console, cmp.message)

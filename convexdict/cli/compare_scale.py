@@ -110,7 +110,10 @@ def run_streamed(args: argparse.Namespace, sae: Any, lam: float, tol: float) -> 
     try:
         cmp = compare(sae, X, lam, tol=tol, streamed=True, device=args.device,
                       batch_size=args.batch_size, max_samples=args.max_samples,
-                      seed=args.seed, encoder_iters=args.encoder_iters, progress=progress)
+                      seed=args.seed, encoder_iters=args.encoder_iters, progress=progress,
+                      incumbents=args.incumbents, incumbent_time=args.incumbent_time,
+                      incumbent_restarts=args.incumbent_restarts,
+                      incumbent_steps=args.incumbent_steps)
     finally:
         progress.stop()
     console = Console()

@@ -47,7 +47,8 @@ def comparison_table(cmp: Any, title: str = "comparison") -> Any:
     for match in (cmp.decoder_matching, cmp.activation_matching):
         if match is not None:
             rows.append((f"matching ({match.criterion})", f"mean quality {match.mean_quality:.4f}"))
-    if 0 <= cmp.width < cmp.width_needed:
+    if 0 <= cmp.width < cmp.width_needed or (cmp.width_needed < 0
+                                             and np.isfinite(cmp.optimum_loss)):
         from convexdict.fixed_width.width_incumbents import bracket_width
 
         rows.append((f"bracket of the width-{cmp.width} optimum",
@@ -56,6 +57,11 @@ def comparison_table(cmp: Any, title: str = "comparison") -> Any:
     if getattr(cmp, "better_sae", None) is not None:
         rows.append(("better explicit SAE (proof of spurious)",
                      f"width {cmp.better_sae.width}, loss {cmp.better_loss:.10g}"))
+    if getattr(cmp, "incumbents", None) is not None:
+        inc = cmp.incumbents
+        rows.append((f"width-{cmp.width} incumbents", f"SAE polished {inc['polished_loss']:.10g}; "
+                     f"best of {len(inc['restart_losses'])} restarts {inc['best_loss']:.10g} "
+                     f"({inc['seconds']:.1f} s{', out of time' if inc['out_of_time'] else ''})"))
     if cmp.subsample is not None:
         rows.append(("samples", f"seeded subsample of {cmp.subsample['n_used']:,} of "
                      f"{cmp.subsample['n_total']:,}: every bound describes the subsample"))

@@ -42,6 +42,13 @@ from convexdict_solvers.group_lasso.torch_fista import fista
 # always for the Gram M^T M (its result is dense).
 SPARSE_DENSITY = 0.01
 _POWER_ITERS = 60
+# Column block of the streamed Gram M^T M: only the blocks on and above the diagonal are
+# multiplied (about 56 % of the flops at K = 4096), the rest is mirrored once at the end.
+GRAM_BLOCK = 512
+# Elementwise work on a (rows, K) chunk runs over row slices of about this many floats on
+# the CPU (2 MB in float64), so that a chain of elementwise operations stays in cache
+# instead of streaming the whole chunk through memory once per operation.
+_SLICE_FLOATS = 1 << 18
 
 
 def row_blocks(X, rows: int, device, dtype) -> Iterator[torch.Tensor]:
@@ -58,18 +65,54 @@ def row_blocks(X, rows: int, device, dtype) -> Iterator[torch.Tensor]:
         yield block.to(device=device, dtype=dtype)
 
 
-def t_matmul(M: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+def row_slices(n: int, width: int, device) -> Iterator[slice]:
+    """Consecutive row slices of an ``(n, width)`` chunk for elementwise work: about
+    ``_SLICE_FLOATS`` entries each on the CPU, the whole chunk on other devices."""
+    step = n if torch.device(device).type != "cpu" else max(1, _SLICE_FLOATS // max(width, 1))
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
+
+
+def t_matmul(M: torch.Tensor, Y: torch.Tensor, nnz: int | None = None) -> torch.Tensor:
     """``M^T Y`` for ``M (n, K)`` and ``Y (n, p)``, as a dense ``(K, p)`` tensor.
 
     On the CPU a mostly-zero ``M`` (codes, masked gradients) goes through scipy's CSR
-    product, which costs ``O(nnz(M) p)`` instead of ``O(n K p)``.
+    product, which costs ``O(nnz(M) p)`` instead of ``O(n K p)``. ``nnz``: the number of
+    nonzeros of ``M`` when the caller has counted them already.
     """
     if M.device.type == "cpu" and M.numel() and Y.numel():
-        nnz = int(torch.count_nonzero(M))
+        nnz = int(torch.count_nonzero(M)) if nnz is None else nnz
         if Y is not M and nnz <= SPARSE_DENSITY * M.numel():
             out = np.asarray(sp.csr_matrix(M.numpy()).T @ Y.numpy())
             return torch.from_numpy(np.ascontiguousarray(out)).to(M.dtype)
     return M.T @ Y
+
+
+def add_gram(acc: torch.Tensor, M: torch.Tensor) -> None:
+    """``acc += M^T M`` in place, on and above the diagonal blocks only.
+
+    ``acc (K, K)`` is a float64 accumulator; row block ``[i, i + GRAM_BLOCK)`` receives
+    ``M[:, block]^T M[:, i:]`` (a float64 ``M`` is multiplied straight into ``acc``).
+    The blocks below the diagonal are left untouched: call :func:`mirror_gram` once after
+    the last chunk.
+    """
+    K = M.shape[1]
+    for i in range(0, K, GRAM_BLOCK):
+        j = min(i + GRAM_BLOCK, K)
+        if M.dtype == acc.dtype:
+            acc[i:j, i:].addmm_(M[:, i:j].T, M[:, i:])
+        else:
+            acc[i:j, i:] += (M[:, i:j].T @ M[:, i:]).to(acc.dtype)
+
+
+def mirror_gram(acc: torch.Tensor) -> torch.Tensor:
+    """Complete a Gram accumulated by :func:`add_gram`: copy the upper blocks below the
+    diagonal (in place; returns ``acc``)."""
+    K = acc.shape[0]
+    for i in range(0, K, GRAM_BLOCK):
+        j = min(i + GRAM_BLOCK, K)
+        acc[j:, i:j] = acc[i:j, j:].T
+    return acc
 
 
 def lipschitz(H: torch.Tensor) -> float:

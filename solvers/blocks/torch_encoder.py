@@ -28,8 +28,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from convexdict_solvers.blocks.torch_decoder import row_blocks, solve_box_qp, t_matmul
-from convexdict_solvers.objective import per_sample_terms
+from convexdict_solvers.blocks.torch_decoder import (
+    row_blocks,
+    row_slices,
+    solve_box_qp,
+    t_matmul,
+)
 
 # Above this N * K^2 the per-latent steps come from the diagonal of Q (no K x K Gram pass).
 EXACT_QP_WORK = 2e10
@@ -72,13 +76,44 @@ class EncoderDescent:
     passes: int = 0
 
 
+def chunk_terms(R: torch.Tensor, Z: torch.Tensor, norms: torch.Tensor,
+                lam: float) -> tuple[float, float, torch.Tensor]:
+    """The canonical loss terms of one chunk, summed in float64.
+
+    Returns ``1/2 ||R||^2``, ``lam sum_k ||W_dec[k]|| sum_n Z[n, k]`` and ``Z^T 1`` (float64).
+    Every streamed pass adds its chunks' terms in this order, so two passes over the same
+    SAE give the same loss to the last bit.
+    """
+    zs = Z.sum(0, dtype=torch.float64)
+    return 0.5 * float((R * R).sum(dtype=torch.float64)), lam * float(zs @ norms.double()), zs
+
+
+def chunk_gradient(Xb: torch.Tensor, Z: torch.Tensor, RW: torch.Tensor, norms: torch.Tensor,
+                   lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The encoder block's gradient terms of one chunk.
+
+    ``gZ = S * (lam ||W_dec[k]|| - R W_dec^T)`` with ``S = (Z > 0)``, written over ``RW =
+    R W_dec^T`` (overwritten); returns ``gZ``, ``gZ^T X_b (K, d)`` and ``gZ^T 1`` (both
+    float64). Summed over the chunks and divided by ``N``: the gradient in
+    ``(W_enc^T, b_enc)``.
+    """
+    lam_norms = lam * norms
+    nnz = 0 if RW.device.type == "cpu" else None
+    for sl in row_slices(RW.shape[0], RW.shape[1], RW.device):
+        g = RW[sl].neg_().add_(lam_norms).masked_fill_(Z[sl] <= 0, 0.0)
+        if nnz is not None:
+            nnz += int(torch.count_nonzero(g))
+    # sums over the whole chunk, not per slice: the same bits as before slicing
+    return RW, t_matmul(RW, Xb, nnz=nnz).double(), RW.sum(0, dtype=torch.float64)
+
+
 def gradient_pass(X, p: SAETensors, lam: float, rows: int, device, dtype):
     """Loss and gradient in ``(W_enc, b_enc)`` at ``p`` (pattern from ``p`` itself).
 
     Returns
     -------
     loss : float
-        Canonical loss (float64 accumulation).
+        Canonical loss (float64 accumulation, :func:`chunk_terms`).
     gW : Tensor of shape (d, K)
     gb : Tensor of shape (K,)
     """
@@ -86,19 +121,16 @@ def gradient_pass(X, p: SAETensors, lam: float, rows: int, device, dtype):
     norms = torch.linalg.vector_norm(p.W_dec, dim=1)
     gW = torch.zeros_like(p.W_enc, dtype=torch.float64)
     gb = torch.zeros_like(p.b_enc, dtype=torch.float64)
-    loss = torch.zeros((), dtype=torch.float64, device=device)
+    recon = penalty = 0.0
     for Xb in row_blocks(X, rows, device, dtype):
-        P = torch.addmm(p.b_enc, Xb, p.W_enc)
-        S = P > 0
-        Z = torch.where(S, P, torch.zeros((), dtype=P.dtype, device=P.device))
+        Z = torch.addmm(p.b_enc, Xb, p.W_enc).clamp_min_(0.0)
         R = Xb - torch.addmm(p.b_dec, Z, p.W_dec)
-        recon, penalty = per_sample_terms(R.double(), Z.double(), norms.double(), lam)
-        loss += recon.sum() + penalty.sum()
-        gZ = torch.where(S, lam * norms - R @ p.W_dec.T, torch.zeros((), dtype=P.dtype,
-                                                                      device=P.device))
-        gW += t_matmul(gZ, Xb).T.double()
-        gb += gZ.sum(0, dtype=torch.float64)
-    return float(loss) / n, (gW / n).to(dtype), (gb / n).to(dtype)
+        r, pen, _ = chunk_terms(R, Z, norms, lam)
+        recon, penalty = recon + r, penalty + pen
+        _, gx, g1 = chunk_gradient(Xb, Z, R @ p.W_dec.T, norms, lam)
+        gW += gx.T
+        gb += g1
+    return (recon + penalty) / n, (gW / n).to(dtype), (gb / n).to(dtype)
 
 
 def direction_pass(X, p: SAETensors, dW: torch.Tensor, db: torch.Tensor, rows: int, device,
@@ -121,20 +153,24 @@ def direction_pass(X, p: SAETensors, dW: torch.Tensor, db: torch.Tensor, rows: i
     DtD = torch.zeros((K, K) if gram else (K,), dtype=torch.float64, device=device)
     both_W = torch.cat([p.W_enc, dW], dim=1)
     both_b = torch.cat([p.b_enc, db])
-    inf = torch.tensor(float("inf"), dtype=dtype, device=device)
+    ones = torch.ones((K, 1), dtype=dtype, device=device)
     for Xb in row_blocks(X, rows, device, dtype):
         PdP = torch.addmm(both_b, Xb, both_W)
-        P, dP = PdP[:, :K], PdP[:, K:]
-        S = P > 0
-        leaving = torch.where(S, dP < 0, dP > 0)
-        ratio = torch.where(leaving, -P / torch.where(leaving, dP, torch.ones_like(dP)), inf)
-        low, arg = ratio.min(0)
-        better = low.double() < t_max
-        if bool(better.any()):
-            rows = torch.cat([Xb[arg], torch.ones((K, 1), dtype=dtype, device=device)], dim=1)
-            blocking = torch.where(better[:, None], rows, blocking)
-            t_max = torch.where(better, low.double(), t_max)
-        D = torch.where(S, dP, torch.zeros((), dtype=dtype, device=device))
+        # Row slices in order, ties kept by the first sample: the same t_max and blocking
+        # rows as one minimum over the chunk.
+        for sl in row_slices(PdP.shape[0], K, device):
+            P, dP = PdP[sl, :K], PdP[sl, K:]
+            S = P > 0
+            # leaving = S ? dP < 0 : dP > 0; its ratio -P / dP, inf elsewhere
+            stay = (dP > 0).logical_xor_(S).logical_and_(dP != 0).logical_not_()
+            low, arg = torch.div(P, dP).neg_().masked_fill_(stay, float("inf")).min(0)
+            better = low.double() < t_max
+            if bool(better.any()):
+                hit = torch.cat([Xb[arg + sl.start], ones], dim=1)
+                blocking = torch.where(better[:, None], hit, blocking)
+                t_max = torch.where(better, low.double(), t_max)
+            dP.masked_fill_(S.logical_not_(), 0.0)  # D = S * dP, in place
+        D = PdP[:, K:]
         DtD += t_matmul(D, D).double() if gram else (D * D).sum(0, dtype=torch.float64)
     return t_max, DtD, blocking
 
@@ -148,9 +184,9 @@ def curvature_pass(X, p: SAETensors, dW: torch.Tensor, db: torch.Tensor, s: torc
     total = torch.zeros((), dtype=torch.float64, device=device)
     for Xb in row_blocks(X, rows, device, dtype):
         PdP = torch.addmm(both_b, Xb, both_W)
-        D = torch.where(PdP[:, :K] > 0, PdP[:, K:] * s, torch.zeros((), dtype=dtype,
-                                                                    device=device))
-        M = D @ p.W_dec
+        for sl in row_slices(PdP.shape[0], K, device):  # S * dP * s, in place
+            PdP[sl, K:].mul_(s).masked_fill_(PdP[sl, :K] <= 0, 0.0)
+        M = PdP[:, K:] @ p.W_dec
         total += (M * M).sum(dtype=torch.float64)
     return float(total)
 
@@ -178,8 +214,13 @@ def _project(dW: torch.Tensor, db: torch.Tensor, pinned: torch.Tensor):
     (zero rows are padding); the projected direction keeps them there (``dP = 0``).
     """
     delta = torch.cat([dW.T, db[:, None]], dim=1)  # (K, d + 1)
-    coef = torch.linalg.pinv(pinned.transpose(1, 2)) @ delta[:, :, None]  # (K, m, 1)
-    delta = delta - (pinned.transpose(1, 2) @ coef)[:, :, 0]
+    # Latents with no pinned row keep their direction (pinv(0) = 0): only the others pay
+    # for the batched pseudo-inverse.
+    idx = torch.nonzero(pinned.abs().amax(dim=(1, 2)) > 0).flatten()
+    if idx.numel():
+        M = pinned[idx].transpose(1, 2)  # (k, d + 1, m)
+        coef = torch.linalg.pinv(M) @ delta[idx, :, None]  # (k, m, 1)
+        delta[idx] = delta[idx] - (M @ coef)[:, :, 0]
     return delta[:, :-1].T.contiguous(), delta[:, -1].contiguous()
 
 
@@ -196,6 +237,7 @@ def encoder_descent(
     rel_stop: float = 1e-12,
     pin: int = 8,
     exact_qp: bool | None = None,
+    start: tuple | None = None,
 ) -> EncoderDescent:
     """Feasible descent on the encoder block (see the module docstring).
 
@@ -223,14 +265,21 @@ def encoder_descent(
         ``S * dP`` (``O(N K^2)`` per iteration); otherwise by diagonal Newton steps and one
         exact line search along them (``O(N K d)``, one extra pass). Default: exact when
         ``N K^2 <= EXACT_QP_WORK``.
+    start : tuple, optional
+        ``(loss, gW, gb)`` at ``p`` exactly as :func:`gradient_pass` returns them (a pass
+        the caller already made, e.g. ``convexdict``'s statistics pass): saves the first
+        gradient pass.
 
     Returns
     -------
     EncoderDescent
     """
     n = X.shape[0]
-    loss, gW, gb = gradient_pass(X, p, lam, rows, device, dtype)
-    out = EncoderDescent(p, [loss], 1)
+    if start is None:
+        loss, gW, gb = gradient_pass(X, p, lam, rows, device, dtype)
+    else:
+        loss, gW, gb = start
+    out = EncoderDescent(p, [loss], int(start is None))
     WdG = (p.W_dec @ p.W_dec.T).double()
     K, d = p.W_enc.shape[1], p.W_enc.shape[0]
     if exact_qp is None:

@@ -185,6 +185,7 @@ def train(
     resume: bool = False,
     stop_after: int | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    time_limit: float | None = None,
 ) -> dict[str, Any]:
     """Train a sparse autoencoder, transcoder or crosscoder with Adam.
 
@@ -218,6 +219,11 @@ def train(
         interrupted; a later ``resume=True`` call finishes the run.
     callback : callable, optional
         ``callback(step, record)`` at every history record.
+    time_limit : float, optional
+        Seconds from the call (set-up included): stop after the step that ends past it,
+        with the learning-rate schedule of ``config.steps`` (no checkpoint is written
+        there; ``step`` in the result says how many steps ran). Single process only:
+        under ``torchrun`` the ranks could stop at different steps.
 
     Returns
     -------
@@ -229,6 +235,7 @@ def train(
         ``explained_variance`` (of the targets), ``dead_fraction``, ``lr``, ``lam``,
         ``time``; ``step``: steps completed.
     """
+    deadline = None if time_limit is None else time.perf_counter() + float(time_limit)
     if stop_after is not None:
         need_int("stop_after", stop_after, 0)
     if init is not None and not {"W_enc", "b_enc", "W_dec", "b_dec"} <= set(init):
@@ -245,20 +252,21 @@ def train(
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return _train(X, config, init, device, progress, resume, stop_after, callback,
-                  targets, anchors)
+                  targets, anchors, deadline)
 
 
 def _train(X: Any, config: TrainConfig, init: dict[str, np.ndarray] | None,
            device: torch.device, progress: bool | None, resume: bool,
            stop_after: int | None, callback: Callable[..., None] | None,
-           targets: Any = None, anchors: Any = None) -> dict[str, Any]:
+           targets: Any = None, anchors: Any = None,
+           deadline: float | None = None) -> dict[str, Any]:
     """The training pipeline: set up -> restore (resume) -> steps -> result."""
     run = _Run(X, config, init, device, targets, anchors)
     if resume and run.ckdir is not None:
         run.restore()
     stop = config.steps if stop_after is None else min(config.steps, stop_after)
     show = (not config.quiet if progress is None else progress) and run.rank == 0
-    run.loop(stop, show and run.step < stop, callback)
+    run.loop(stop, show and run.step < stop, callback, deadline)
     return run.result()
 
 
@@ -391,8 +399,10 @@ class _Run:
         self.history.append(record)
         return record
 
-    def loop(self, stop: int, show: bool, callback: Callable[..., None] | None) -> None:
-        """Steps until ``stop``: Adam step, resampling, records, checkpoints."""
+    def loop(self, stop: int, show: bool, callback: Callable[..., None] | None,
+             deadline: float | None = None) -> None:
+        """Steps until ``stop`` (or ``deadline``, a ``perf_counter`` time): Adam step,
+        resampling, records, checkpoints."""
         config = self.config
         self.model.train()
         self.t0 = time.perf_counter()
@@ -415,6 +425,8 @@ class _Run:
                 if self.step % config.checkpoint_every == 0 or self.step == stop:
                     self.checkpoint()
                 display.update(advance=1)
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
         self.model.eval()
 
     def result(self) -> dict[str, Any]:
