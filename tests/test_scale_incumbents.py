@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 import convexdict as cd
 from convexdict.analysis._compare import compare
@@ -13,13 +12,7 @@ LAM = 0.1
 FAST = {"device": "cpu", "incumbent_restarts": 2, "incumbent_steps": 150}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # pytest -n 2 on two cores: intra-op threads would only contend.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

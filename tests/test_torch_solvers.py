@@ -37,13 +37,7 @@ CROSS = [slice(0, 2), slice(2, 4)]
 TOL = {torch.float64: 1e-7, torch.float32: 1e-4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # pytest -n 2 on two cores: intra-op threads would only contend.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _objective(E, T, lam, b, G, groups=None):
