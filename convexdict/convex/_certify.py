@@ -41,6 +41,7 @@ from convexdict.convex.master import (
     lam_max_internal,
     mean_only,
     solve_master,
+    torch_device,
     warm_atoms,
 )
 from convexdict.convex.refine import candidate_of, refine, verify_candidates
@@ -373,7 +374,7 @@ def _fit_to_width(cert, task, units, inner, opts, best, starts, master) -> Certi
         solver=opts.solver,
         progress=opts.progress,
         k_star=k_star,
-        device=_leaf_device(opts),
+        device=torch_device(opts) if opts.backend == "torch" else None,
     )
     cert.sae = units.model_to_user(sae)
     if cert.sae is not None:
@@ -407,14 +408,3 @@ def certify_width(X: np.ndarray, lam: float, width: int, **kwargs: Any) -> Certi
     """
     return certify(X, lam, width=width, **kwargs)
 
-
-def _leaf_device(opts: Options) -> str | None:
-    """The torch device of the fixed-width leaf relaxations: the requested device with
-    ``backend="torch"`` (``"cuda"`` when one is present and none is named), else None (numpy)."""
-    if opts.backend != "torch":
-        return None
-    if opts.device is not None:
-        return str(opts.device)
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else None

@@ -95,6 +95,17 @@ def check_size(n: int, r: int, n_atoms: int, method: str, opts: Options) -> None
         )
 
 
+def torch_device(opts: Options) -> str | None:
+    """The torch device of ``backend="torch"``: the one named, else ``"cuda"`` when one is
+    present, else None (the caller's CPU default: ``"cpu"`` for column generation, numpy
+    for the fixed-width leaves)."""
+    if opts.device is not None:
+        return str(opts.device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else None
+
+
 def _is_gpu(device: str | None) -> bool:
     return device is not None and str(device).startswith("cuda")
 
@@ -176,13 +187,9 @@ def _column_generation(inner: Task, Y: np.ndarray, opts: Options, initial):
         if opts.backend == "torch":
             from convexdict_solvers.colgen.torch_loop import column_generation_torch
 
-            device = opts.device
-            if device is None:
-                import torch
-
-                device = "cuda" if torch.cuda.is_available() else "cpu"
             result = column_generation_torch(
-                inner.T, inner.lam, Y, device=device, callback=callback, **cg_options
+                inner.T, inner.lam, Y, device=torch_device(opts) or "cpu", callback=callback,
+                **cg_options
             )
             return result, "colgen-torch"
         result = column_generation(
